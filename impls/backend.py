@@ -1,0 +1,87 @@
+"""What every backend carries: a name, what it runs on, and the accuracy it promises.
+
+Scan backends are called as ``backend(a, kv, h0=None) -> (h, h_last)``; convolution backends as
+``backend(u, K) -> y``. Both validate their arguments before any work (see ``validation.py``) and
+look their tolerances up in ``tolerances.py``, the one table that holds them.
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from . import tolerances, validation
+
+REAL_DTYPES = (torch.float32, torch.float64)
+ALL_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128)
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend exists but cannot run in this environment; the message says why."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    kind: str
+    fn: Optional[Callable]
+    dtypes: tuple = REAL_DTYPES
+    devices: tuple = ("cpu", "cuda")
+    differentiable: bool = True
+    description: str = ""
+    unavailable_reason: Optional[str] = None
+
+    @property
+    def available(self):
+        return self.unavailable_reason is None
+
+    def tolerance(self, dtype):
+        return tolerances.lookup(self.kind, self.name, dtype)
+
+    def _require_available(self):
+        if not self.available:
+            raise BackendUnavailableError(f"{self.kind} backend {self.name!r} is unavailable: {self.unavailable_reason}")
+
+
+class ScanBackend(Backend):
+    def __call__(self, a, kv, h0=None):
+        self._require_available()
+        validation.check_scan_inputs(self, a, kv, h0)
+        batch, length, channels = a.shape
+        if length == 0:
+            h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0
+            return a.new_empty(batch, 0, channels), h_last
+        return self.fn(a, kv, h0)
+
+
+class ConvBackend(Backend):
+    def __call__(self, u, K):
+        self._require_available()
+        validation.check_conv_inputs(self, u, K)
+        if u.shape[1] == 0:
+            return u.new_empty(u.shape)
+        return self.fn(u, K[: u.shape[1]])
+
+
+class Registry:
+    """Backends of one kind, probed once: `available()` hides the ones that cannot run here."""
+
+    def __init__(self, kind, loaders):
+        self.kind = kind
+        self._loaders = loaders
+        self._backends = None
+
+    def all(self):
+        if self._backends is None:
+            self._backends = {name: load() for name, load in self._loaders.items()}
+        return dict(self._backends)
+
+    def available(self):
+        return {name: b for name, b in self.all().items() if b.available}
+
+    def get(self, name):
+        backends = self.all()
+        if name not in backends:
+            raise ValueError(f"unknown {self.kind} backend {name!r}; available: {', '.join(self.available())}")
+        backend = backends[name]
+        backend._require_available()
+        return backend

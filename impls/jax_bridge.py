@@ -1,0 +1,59 @@
+"""Calling a JAX function from torch, with autograd: forward under jax.jit, backward by jax.vjp.
+
+jax2torch 0.0.7 is not used: it converts through jax.dlpack.to_dlpack, removed in JAX 0.7, and
+fails on its first call with "The array passed to from_dlpack must have __dlpack__ and
+__dlpack_device__ methods". DLPack itself works both ways and shares memory
+(torch.from_dlpack(array), jax.dlpack.from_dlpack(tensor)); JAX wants dense row-major tensors,
+so inputs are made contiguous (and conjugation resolved) first.
+"""
+import importlib
+
+import torch
+
+
+def import_jax():
+    """(jax, None), or (None, why not)."""
+    try:
+        jax = importlib.import_module("jax")
+    except ImportError as error:
+        return None, f"jax is not installed ({error}); pip install 'jax>=0.4.30'"
+    jax.config.update("jax_enable_x64", True)  # float64 and complex128 would silently become 32-bit
+    return jax, None
+
+
+def jax_devices():
+    jax, _ = import_jax()
+    return ("cpu", "cuda") if any(d.platform == "gpu" for d in jax.devices()) else ("cpu",)
+
+
+def to_jax(tensor):
+    import jax
+
+    return jax.dlpack.from_dlpack(tensor.detach().resolve_conj().contiguous())
+
+
+def to_torch(array):
+    return torch.from_dlpack(array.block_until_ready())
+
+
+def torch_op(fn):
+    """A torch callable with autograd for `fn(*arrays) -> array`."""
+    import jax
+
+    forward = jax.jit(fn)
+    pullback = jax.jit(lambda primals, cotangent: jax.vjp(fn, *primals)[1](cotangent))
+
+    class JaxOp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *tensors):
+            ctx.save_for_backward(*tensors)
+            return to_torch(forward(*map(to_jax, tensors)))
+
+        @staticmethod
+        def backward(ctx, grad):
+            # JAX's cotangent of a complex value is the conjugate of torch's gradient
+            primals = tuple(map(to_jax, ctx.saved_tensors))
+            grads = pullback(primals, to_jax(grad.conj()))
+            return tuple(to_torch(g).conj() for g in grads)
+
+    return JaxOp.apply

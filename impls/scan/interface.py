@@ -1,0 +1,69 @@
+"""The one signature every scan backend exports, and the two ways a backend gets its gradient."""
+import torch
+from torch.autograd.function import once_differentiable
+
+SCAN_DOC = """First-order linear recurrence along the sequence axis.
+
+    h_t = a_t * h_{t-1} + kv_t,   t = 0..L-1,   h_{-1} = h0 (zero when h0 is None)
+
+Args:
+    a:  (B, L, D) gates, real or complex.
+    kv: (B, L, D) inputs, same dtype and device as a.
+    h0: (B, D) initial state, or None.
+Returns:
+    (h, h_last): every state (B, L, D) and the final state (B, D); feeding h_last back as h0
+    continues the sequence exactly.
+"""
+
+
+def fold_initial_state(a, kv, h0):
+    """h_0 = a_0 * h0 + kv_0, so a core that starts from zero sees h0 through its first input."""
+    if h0 is None:
+        return kv
+    first = kv[:, :1] + a[:, :1] * h0[:, None]  # (b 1 d)
+    return torch.cat([first, kv[:, 1:]], dim=1)
+
+
+class _AdjointScan(torch.autograd.Function):
+    """Backward of a scan is the same scan run backwards (the adjoint recurrence):
+
+        G_t = dL/dh_t + conj(a_{t+1}) * G_{t+1},   dL/dkv_t = G_t,   dL/da_t = G_t * conj(h_{t-1})
+
+    so an algorithm whose own graph is inaccurate or memory-hungry to differentiate (log-space,
+    decay matrices) gets a gradient exactly as accurate as its forward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, a, kv, core):
+        h = core(a, kv)
+        ctx.core = core
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_h):
+        a, h = ctx.saved_tensors
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1).conj()  # (b l d)
+        G = ctx.core(a_next.flip(1).resolve_conj(), grad_h.flip(1)).flip(1)
+        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        return G * h_prev.conj(), G, None
+
+
+def scan_from_core(core, adjoint_backward=False):
+    """The public `scan(a, kv, h0=None) -> (h, h_last)` built from `core(a, kv) -> h` (zero start).
+
+    adjoint_backward: differentiate through `_AdjointScan` instead of core's own autograd graph.
+    """
+
+    def run(a, kv):
+        if adjoint_backward and torch.is_grad_enabled() and (a.requires_grad or kv.requires_grad):
+            return _AdjointScan.apply(a, kv, core)
+        return core(a, kv)
+
+    def scan(a, kv, h0=None):
+        h = run(a, fold_initial_state(a, kv, h0))
+        return h, h[:, -1]
+
+    scan.__doc__ = SCAN_DOC
+    return scan

@@ -1,0 +1,24 @@
+"""jax.lax.associative_scan under jax.jit, called from torch through impls/jax_bridge.py."""
+import jax
+
+from ..backend import ALL_DTYPES, ScanBackend
+from ..jax_bridge import jax_devices, torch_op
+from .interface import scan_from_core
+
+
+def _combine(left, right):
+    a_left, h_left = left
+    a_right, h_right = right
+    return a_right * a_left, a_right * h_left + h_right
+
+
+def jax_assoc_states(a, kv):  # (b l d) -> (b l d), jax arrays
+    return jax.lax.associative_scan(_combine, (a, kv), axis=1)[1]
+
+
+scan = scan_from_core(torch_op(jax_assoc_states))
+
+
+def load():
+    return ScanBackend(name="jax_assoc", kind="scan", fn=scan, dtypes=ALL_DTYPES, devices=jax_devices(),
+                       description="jax.lax.associative_scan under jax.jit, DLPack bridge")
