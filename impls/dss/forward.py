@@ -1,0 +1,71 @@
+"""Applying a DSS layer: as a convolution with its kernel, or as N complex diagonal recurrences.
+
+    recurrent:  x_t[h, n] = exp(Lambda_n) * x_{t-1}[h, n] + u_t[h],   y_t[h] = Re sum_n C'[h, n] x_t[h, n]
+
+which equals the convolution with dss_kernel (unroll x_t). It runs on any scan backend, gives a
+state (B, H, N) to decode step by step, and never builds the (N, L) kernel matrix. Its states
+(B, L, H, N) are gigabytes at the seed's sizes, so L is processed in chunks of at most
+STATE_ELEMENTS states, each contracted with C' before the next.
+"""
+import torch
+from einops import einsum, rearrange, repeat
+
+from ..conv import get_conv_backend
+from ..scan import get_scan_backend
+from ..validation import require_rank, require_same
+from .kernel import COMPLEX_FOR, check_dss_parameters, discretised_C, dss_kernel
+
+MODES = ("conv", "recurrent")
+STATE_ELEMENTS = 2 ** 22  # complex states per chunk: 32 MiB in complex64
+DEFAULT_SCAN_BACKEND = "chunked"
+DEFAULT_CONV_BACKEND = "fft"
+
+
+def check_dss_inputs(u, Lambda, C):
+    require_rank("u", u, 3, "(B, L, H)")
+    check_dss_parameters(Lambda, C)
+    if u.dtype not in COMPLEX_FOR:
+        raise TypeError(f"u must be float32 or float64, got {u.dtype}")
+    if Lambda.dtype != COMPLEX_FOR[u.dtype]:
+        raise TypeError(f"Lambda and C must be {COMPLEX_FOR[u.dtype]} to match u ({u.dtype}); got {Lambda.dtype}")
+    if C.shape[0] != u.shape[2]:
+        raise ValueError(f"C must have shape (H, N) with H = {u.shape[2]} to match u {tuple(u.shape)}; got {tuple(C.shape)}")
+    require_same("device", "u", u, "Lambda", Lambda)
+
+
+def dss_recurrent(u, Lambda, C, scan_backend=None, state=None):
+    """(y, state): y (B, L, H) and the final state (B, H, N); `state` continues a previous call."""
+    check_dss_inputs(u, Lambda, C)
+    scan = get_scan_backend(scan_backend or DEFAULT_SCAN_BACKEND)
+    batch, length, channels = u.shape
+    modes = Lambda.shape[0]
+    if state is not None:
+        require_rank("state", state, 3, "(B, H, N)")
+        if tuple(state.shape) != (batch, channels, modes):
+            raise ValueError(f"state must have shape (B, H, N) = {(batch, channels, modes)}, got {tuple(state.shape)}")
+        state = rearrange(state, "b h n -> b (h n)")
+    C_step = discretised_C(Lambda, C)  # (h n)
+    gate = Lambda.exp()  # (n)
+    chunk = max(1, STATE_ELEMENTS // (batch * channels * modes))
+    outputs = []
+    for start in range(0, length, chunk):
+        u_chunk = u[:, start:start + chunk].to(Lambda.dtype)  # (b c h)
+        steps = u_chunk.shape[1]
+        kv = repeat(u_chunk, "b c h -> b c (h n)", n=modes)
+        a = repeat(gate, "n -> b c (h n)", b=batch, c=steps, h=channels)
+        x, state = scan(a, kv, h0=state)  # (b c (h n))
+        x = rearrange(x, "b c (h n) -> b c h n", n=modes)
+        outputs.append(einsum(x, C_step, "b c h n, h n -> b c h").real)
+    y = torch.cat(outputs, dim=1)
+    return y, rearrange(state, "b (h n) -> b h n", n=modes)
+
+
+def dss_forward(u, Lambda, C, mode, scan_backend=None, conv_backend=None):
+    """y (B, L, H) = causal convolution of u (B, L, H) with dss_kernel(Lambda, C, L), by `mode`."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "recurrent":
+        return dss_recurrent(u, Lambda, C, scan_backend)[0]
+    check_dss_inputs(u, Lambda, C)
+    conv = get_conv_backend(conv_backend or DEFAULT_CONV_BACKEND)
+    return conv(u, dss_kernel(Lambda, C, u.shape[1]).to(u.dtype))

@@ -1,0 +1,56 @@
+"""The gate-loop operator and SimpleGateLoopLayer (GateLoop, Katsch 2023; lucidrains' simplified layer)."""
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..scan import get_scan_backend
+
+
+def gate_loop_operator(q, kv, a, cache=None, backend="assoc"):
+    """out_t = q_t * h_t with h_t = a_t * h_{t-1} + kv_t; all (B, L, D).
+
+    cache: the state (B, D) a previous call returned, or None. Returns (out, cache), where the new
+    cache is the true final state, so calls on consecutive pieces equal one call on the whole.
+    """
+    scan = get_scan_backend(backend) if isinstance(backend, str) else backend
+    h, h_last = scan(a, kv, h0=cache)
+    return q * h, h_last
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.scale = dim ** 0.5
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.normalize(x, dim=-1) * self.scale * self.gamma
+
+
+class SimpleGateLoopLayer(nn.Module):
+    """x -> q * scan(sigmoid(a), kv): one linear map gives q, kv and the gate pre-activation a.
+
+    The parameters do not depend on `backend`, so one trained layer runs on every scan backend.
+    """
+
+    def __init__(self, dim, backend="assoc", prenorm=True, post_ln=False, reverse=False):
+        super().__init__()
+        self.dim = dim
+        self.backend = backend
+        self.reverse = reverse
+        self.norm = RMSNorm(dim) if prenorm else nn.Identity()
+        self.to_qkva = nn.Linear(dim, dim * 3, bias=False)
+        self.maybe_post_ln = nn.LayerNorm(dim) if post_ln else nn.Identity()
+
+    def forward(self, x, cache=None, return_cache=False):
+        if self.reverse and (cache is not None or return_cache):
+            raise ValueError("cache is only supported with reverse=False: a reversed sequence cannot be continued")
+        if self.reverse:
+            x = x.flip(1)
+        q, kv, a = rearrange(self.to_qkva(self.norm(x)), "b n (three d) -> three b n d", three=3)
+        out, cache = gate_loop_operator(q, kv, a.sigmoid(), cache=cache, backend=self.backend)
+        out = self.maybe_post_ln(out)
+        if self.reverse:
+            out = out.flip(1)
+        return (out, cache) if return_cache else out
