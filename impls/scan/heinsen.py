@@ -7,9 +7,9 @@ and inputs work. torch's complex logcumsumexp returns NaN once two terms differ 
 ~700 in real part (it does after a few zero gates in float64), so the complex sum is taken as
 signed real parts: sum_s e^{r_s} (cos th_s + i sin th_s), each of cos and sin split by sign into
 two real logcumsumexps. For real inputs th is a multiple of pi and is tracked exactly as a sign.
-|x| is clamped at the dtype's smallest normal, so an exact zero contributes e^{log tiny} ~ 1e-38
-(float32) instead of -inf, and the gradient comes from the adjoint scan (interface.py), never
-from d log(x)/dx at zero.
+|a| is clamped at the dtype's smallest normal, so an exact zero gate multiplies by e^{log tiny}
+~ 1e-38 (float32) instead of giving -inf; a zero input is dropped from the sums; and the gradient
+comes from the adjoint scan (interface.py), never from d log(x)/dx at zero.
 
 Accuracy: exp(a*_t + logcumsumexp(...)) cancels two numbers of size |a*_t|, so the error grows
 like eps * |a*_t|: with length, with decay, and with every zero gate (each adds |log tiny|).
@@ -43,9 +43,10 @@ def _real_states(a, kv):
 def _complex_states(a, kv):
     a_star = torch.cumsum(torch.complex(log_magnitude(a), a.angle()), dim=1)  # eq (2)
     terms = torch.complex(log_magnitude(kv), kv.angle()) - a_star
+    present = (kv != 0).to(terms.real.dtype)  # a zero input adds nothing, not e^{log tiny}
     total = torch.zeros_like(a)
     for unit, trig in ((1, torch.cos), (1j, torch.sin)):
-        positive, negative = signed_logcumsumexp(terms.real, trig(terms.imag))
+        positive, negative = signed_logcumsumexp(terms.real, trig(terms.imag) * present)
         total = total + unit * ((a_star + positive).exp() - (a_star + negative).exp())
     return total
 

@@ -1,0 +1,1 @@
+"""scanlab's harness: inputs, verification, timing, memory, records, comparison and reports."""

@@ -1,0 +1,103 @@
+"""Judging a backend against the float64 oracle, with the tolerance it declared (impls/tolerances.py)."""
+from dataclasses import dataclass
+
+import torch
+
+from impls import conv_oracle, oracle
+from impls.dss import dss_error_scale, dss_oracle
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One output or gradient of one case against its reference."""
+
+    quantity: str
+    max_abs_err: float
+    rms_rel_err: float
+    worst_ratio: float  # max error / allowed error: <= 1 passes
+    passed: bool
+
+
+def judge_elementwise(quantity, out, ref, scale, rtol, atol):
+    """|out - ref| <= atol + rtol * scale, elementwise (outputs)."""
+    ref = ref.detach()
+    err = (out.detach().to(ref.dtype) - ref).abs()
+    return _verdict(quantity, err, ref, (err / (atol + rtol * scale)))
+
+
+def judge_normwise(quantity, out, ref, rtol, atol):
+    """max|out - ref| <= atol + rtol * max|ref| (gradients)."""
+    ref = ref.detach()
+    err = (out.detach().to(ref.dtype) - ref).abs()
+    allowed = atol + rtol * (ref.abs().max() if ref.numel() else 0.0)
+    return _verdict(quantity, err, ref, err / allowed)
+
+
+def _verdict(quantity, err, ref, ratio):
+    if err.numel() == 0:
+        return Verdict(quantity, 0.0, 0.0, 0.0, True)
+    finite = bool(torch.isfinite(err).all())
+    ref_norm = float(ref.abs().pow(2).sum().sqrt())
+    rms_rel = float(err.pow(2).sum().sqrt()) / ref_norm if ref_norm > 0 else float(err.max())
+    worst = float(ratio.max()) if finite else float("inf")
+    return Verdict(quantity, float(err.max()) if finite else float("inf"), rms_rel, worst, finite and worst <= 1.0)
+
+
+def _upstream(like, seed):
+    g = torch.Generator().manual_seed(seed)
+    grad = torch.randn(like.shape, generator=g, dtype=torch.float64)
+    if like.is_complex():
+        grad = torch.complex(grad, torch.randn(like.shape, generator=g, dtype=torch.float64))
+    return grad
+
+
+def _wide(t):
+    return t.detach().to(torch.complex128 if t.is_complex() else torch.float64)
+
+
+def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234):
+    """Verdicts for h, h_last and (when asked and differentiable) every gradient, vs the oracle."""
+    tol = backend.tolerance(a.dtype)
+    wide = [_wide(t) for t in (a, kv)] + [None if h0 is None else _wide(h0)]
+    scale, scale_last = oracle(*[None if t is None else t.abs() for t in wide])
+    inputs = [t.detach().clone().requires_grad_(gradients) if t is not None else None for t in (a, kv, h0)]
+    ref_inputs = [t.clone().requires_grad_(gradients) if t is not None else None for t in wide]
+    with torch.set_grad_enabled(gradients):
+        h, h_last = backend(*inputs)
+        ref, ref_last = oracle(*ref_inputs)
+    verdicts = [judge_elementwise("h", h, ref, scale, tol.rtol, tol.atol),
+                judge_elementwise("h_last", h_last, ref_last, scale_last, tol.rtol, tol.atol)]
+    if gradients and backend.differentiable:
+        names = [n for n, t in zip(("a", "kv", "h0"), inputs) if t is not None]
+        g, g_last = _upstream(ref, seed), _upstream(ref_last, seed + 1)
+        grads = torch.autograd.grad((h, h_last), [t for t in inputs if t is not None],
+                                    (g.to(h.dtype).to(h.device), g_last.to(h.dtype).to(h.device)),
+                                    allow_unused=True, materialize_grads=True)
+        ref_grads = torch.autograd.grad((ref, ref_last), [t for t in ref_inputs if t is not None], (g, g_last),
+                                        allow_unused=True, materialize_grads=True)
+        verdicts += [judge_normwise(f"grad_{n}", gr.cpu(), rg, tol.grad_rtol, tol.atol)
+                     for n, gr, rg in zip(names, grads, ref_grads)]
+    return verdicts
+
+
+def check_conv(backend, u, K, gradients=True, seed=1234):
+    """Verdicts for y and (when asked) grad_u, grad_K, against conv_oracle."""
+    tol = backend.tolerance(u.dtype)
+    scale = conv_oracle(u.detach().abs(), K.detach().abs())
+    u_, K_ = (t.detach().clone().requires_grad_(gradients) for t in (u, K))
+    ur, Kr = (_wide(t).requires_grad_(gradients) for t in (u, K))
+    with torch.set_grad_enabled(gradients):
+        y, ref = backend(u_, K_), conv_oracle(ur, Kr)
+    verdicts = [judge_elementwise("y", y, ref, scale, tol.rtol, tol.atol)]
+    if gradients:
+        g = _upstream(ref, seed)
+        grads = torch.autograd.grad(y, (u_, K_), g.to(y.dtype))
+        ref_grads = torch.autograd.grad(ref, (ur, Kr), g)
+        verdicts += [judge_normwise(f"grad_{n}", gr, rg, tol.grad_rtol, tol.atol)
+                     for n, gr, rg in zip(("u", "K"), grads, ref_grads)]
+    return verdicts
+
+
+def dss_reference(u, Lambda, C):
+    """(y_ref, scale) in float64 for a DSS forward in either mode."""
+    return dss_oracle(u.detach(), Lambda.detach(), C.detach()), dss_error_scale(u, Lambda, C)

@@ -1,0 +1,31 @@
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# dev: quick local iterations; ci: the README's test command, derandomized so CI is repeatable
+settings.register_profile("dev", max_examples=8, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def poison_uninitialised_memory():
+    """torch.empty and friends come back full of NaN, so a backend that reads memory it never wrote fails."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks run only under --benchmark-only; the default test run skips them."""
+    if config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with pytest --benchmark-only")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)

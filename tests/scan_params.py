@@ -1,0 +1,18 @@
+"""Parametrisation over every available scan backend and dtype, shared by the scan test files."""
+import pytest
+
+from impls import scan_backends
+from strategies import JIT_BACKENDS, SCAN_DTYPES
+
+BACKENDS = scan_backends()
+DIFFERENTIABLE = [name for name, b in BACKENDS.items() if b.differentiable]
+
+
+def backend_dtype_params(names=None):
+    names = BACKENDS if names is None else names
+    return [pytest.param(BACKENDS[n], dtype, id=f"{n}-{str(dtype).removeprefix('torch.')}")
+            for n in names for dtype in SCAN_DTYPES if dtype in BACKENDS[n].dtypes]
+
+
+def is_jit(backend):
+    return backend.name in JIT_BACKENDS

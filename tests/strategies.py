@@ -1,0 +1,61 @@
+"""Hypothesis strategies, named for what they generate. Inputs themselves come from harness.inputs
+(seeded), so a failing example is reproducible from its drawn shape, regime and seed."""
+import torch
+from hypothesis import strategies as st
+
+from harness.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
+
+# Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
+JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})
+JIT_LENGTHS = (1, 2, 7, 64, 127, 1000)
+NOTABLE_LENGTHS = (1, 2, 3, 5, 7, 31, 32, 33, 127, 128, 257, 1021, 1024, 2048, 3001, 4099)
+
+REAL_DTYPES = (torch.float32, torch.float64)
+SCAN_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128)
+
+
+def sequence_lengths(jit=False, max_len=4100):
+    """Odd, prime, power-of-two and arbitrary lengths from 1 to a few thousand."""
+    if jit:
+        return st.sampled_from([n for n in JIT_LENGTHS if n <= max_len])
+    return st.one_of(st.sampled_from([n for n in NOTABLE_LENGTHS if n <= max_len]), st.integers(1, max_len))
+
+
+def batch_sizes(jit=False):
+    return st.sampled_from((1, 3)) if jit else st.integers(1, 4)
+
+
+def channel_counts(jit=False):
+    return st.sampled_from((1, 5)) if jit else st.integers(1, 9)
+
+
+def gate_regimes():
+    return st.sampled_from(sorted(GATE_REGIMES))
+
+
+def kv_regimes():
+    return st.sampled_from(sorted(KV_REGIMES))
+
+
+def kernel_decays():
+    return st.sampled_from(sorted(DECAYS))
+
+
+def seeds():
+    return st.integers(0, 2 ** 31 - 1)
+
+
+@st.composite
+def scan_shapes(draw, jit=False, max_len=4100):
+    """(B, L, D)."""
+    return (draw(batch_sizes(jit), label="B"), draw(sequence_lengths(jit, max_len), label="L"),
+            draw(channel_counts(jit), label="D"))
+
+
+@st.composite
+def scan_input_specs(draw, jit=False, max_len=4100):
+    """Keyword arguments for harness.inputs.scan_inputs, dtype excluded."""
+    batch, length, channels = draw(scan_shapes(jit, max_len), label="shape")
+    return dict(batch=batch, length=length, channels=channels,
+                gate_regime=draw(gate_regimes(), label="gates"), kv_regime=draw(kv_regimes(), label="kv"),
+                seed=draw(seeds(), label="seed"), with_h0=draw(st.booleans(), label="with_h0"))
