@@ -14,8 +14,10 @@ TOEPLITZ_ELEMENTS = 2 ** 24  # per block of channels: 128 MiB in float64
 
 def direct_conv(u, K):  # (b l h), (l h) -> (b l h)
     length, channels = u.shape[1], u.shape[2]
-    # subnormal taps change no output and slow every multiply-add that meets them
-    K = K.masked_fill(K.abs() < torch.finfo(K.dtype).tiny, 0)
+    # subnormal taps change no output and slow every multiply-add that meets them; flushing them
+    # must not zero their gradient (sum_t g_t u_{t-l} is not small), hence the detached difference
+    flushed = K.masked_fill(K.abs() < torch.finfo(K.dtype).tiny, 0)
+    K = K + (flushed - K).detach()
     positions = torch.arange(length, device=u.device)
     lag = positions[:, None] - positions[None, :]  # (t s)
     causal = lag >= 0

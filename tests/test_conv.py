@@ -1,0 +1,76 @@
+"""Convolution backends against the float64 oracle, and the oracle against itself."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.inputs import conv_inputs
+from harness.verify import check_conv, judge_elementwise
+from impls import conv_backends, conv_oracle, get_conv_backend
+from impls.conv import ORACLE_DIRECT_MAX_LEN
+from strategies import REAL_DTYPES, kernel_decays, seeds
+
+BACKENDS = conv_backends()
+PARAMS = [pytest.param(b, d, id=f"{n}-{str(d).removeprefix('torch.')}") for n, b in BACKENDS.items() for d in REAL_DTYPES]
+CONV_LENGTHS = st.one_of(st.sampled_from([1, 2, 3, 7, 97, 127, 128, 1009, 3000]), st.integers(1, 1500))
+
+
+@pytest.mark.parametrize("backend,dtype", PARAMS)
+@given(length=CONV_LENGTHS, decay=kernel_decays(), seed=seeds(), batch=st.integers(1, 3), channels=st.integers(1, 6))
+def test_agrees_with_oracle(backend, dtype, length, decay, seed, batch, channels):
+    if backend.name == "direct" and length > 1500:
+        length = 1500  # O(L^2): the long lengths are the FFT backends' business
+    u, K = conv_inputs(batch, length, channels, dtype, decay, seed=seed)
+    verdicts = check_conv(backend, u, K, gradients=length <= 600)
+    assert all(v.passed for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("decay", ["fast", "slow"])
+def test_oracle_paths_agree(decay):
+    """Beyond ORACLE_DIRECT_MAX_LEN the oracle is float64 FFT; both paths must agree where both run."""
+    u, K = conv_inputs(2, 1500, 4, torch.float64, decay)
+    scale = get_conv_backend("direct")(u.abs(), K.abs())
+    direct, fft = get_conv_backend("direct")(u, K), get_conv_backend("fft")(u, K)
+    tol = get_conv_backend("direct").tolerance(torch.float64)
+    assert judge_elementwise("y", fft, direct, scale, tol.rtol, tol.atol).passed
+    assert ORACLE_DIRECT_MAX_LEN >= 1500 or torch.equal(conv_oracle(u, K), fft)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_causality(name):
+    u, K = conv_inputs(1, 64, 2, torch.float64)
+    backend = get_conv_backend(name)
+    changed = u.clone()
+    changed[:, 40] += 1.0
+    before, after = backend(u, K), backend(changed, K)
+    assert torch.equal(before[:, :40], after[:, :40]) or (before[:, :40] - after[:, :40]).abs().max() < 1e-14
+    assert (before[:, 40:] - after[:, 40:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+class TestValidation:
+    def test_kernel_shorter_than_input(self, name):
+        with pytest.raises(ValueError, match="K is shorter than the input: K has 4 taps, u has length L = 5"):
+            get_conv_backend(name)(torch.randn(1, 5, 2), torch.randn(4, 2))
+
+    def test_channel_mismatch(self, name):
+        with pytest.raises(ValueError, match=r"K must have shape \(L_K, H\) with H = 2"):
+            get_conv_backend(name)(torch.randn(1, 5, 2), torch.randn(5, 3))
+
+    def test_rank(self, name):
+        with pytest.raises(ValueError, match=r"u must have shape \(B, L, H\)"):
+            get_conv_backend(name)(torch.randn(5, 2), torch.randn(5, 2))
+
+    def test_dtype_mismatch(self, name):
+        with pytest.raises(TypeError, match="u and K must have the same dtype"):
+            get_conv_backend(name)(torch.randn(1, 5, 2), torch.randn(5, 2, dtype=torch.float64))
+
+    def test_complex_is_refused(self, name):
+        with pytest.raises(TypeError, match="does not support u dtype torch.complex64"):
+            get_conv_backend(name)(torch.randn(1, 5, 2, dtype=torch.complex64), torch.randn(5, 2, dtype=torch.complex64))
+
+
+def test_longer_kernel_is_truncated_to_the_input():
+    u, K = conv_inputs(1, 10, 2, torch.float64)
+    longer = torch.cat([K, torch.randn(5, 2, dtype=torch.float64)])
+    assert torch.equal(get_conv_backend("fft")(u, longer), get_conv_backend("fft")(u, K))

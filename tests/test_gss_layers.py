@@ -1,0 +1,99 @@
+"""DSS, GSS and GatedStateSpacesLM: one set of parameters, every path, step-by-step decoding."""
+import pytest
+import torch
+
+from harness.verify import judge_normwise
+from impls import DSS, GSS, GatedStateSpacesLM, conv_backends, scan_backends
+from impls.tolerances import lookup
+
+PATHS = [dict(mode="conv", conv_backend=c) for c in conv_backends()] + \
+        [dict(mode="recurrent", scan_backend=s) for s in scan_backends()]
+PATH_IDS = [p.get("conv_backend") or p.get("scan_backend") for p in PATHS]
+SIZES = dict(dim=8, dss_kernel_N=6, dss_kernel_H=5)
+
+
+def _lm(dtype=torch.float64, **path):
+    torch.manual_seed(0)
+    return GatedStateSpacesLM(num_tokens=11, depth=2, **SIZES, **path).to(dtype)
+
+
+def _tokens(length=13):
+    g = torch.Generator().manual_seed(length)
+    return torch.randint(0, 11, (2, length), generator=g), torch.randint(0, 11, (2, length), generator=g)
+
+
+def test_parameter_names_do_not_depend_on_the_path():
+    names = {tuple(_lm(**path).state_dict()) for path in PATHS}
+    assert len(names) == 1
+
+
+def test_parameters_match_the_seed_layout():
+    block = GSS(dim=8, dim_expansion_factor=2, dss_kernel_N=6, dss_kernel_H=5)
+    assert {n: tuple(p.shape) for n, p in block.dss.named_parameters()} == {
+        "norm.weight": (5,), "norm.bias": (5,), "Lambda_real": (6,), "Lambda_imag": (6,),
+        "C_real": (5, 6), "C_imag": (5, 6), "param_D": (5,)}
+    assert block.to_u[0].weight.shape == (16, 8) and block.to_gate.weight.shape == (16, 5)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=PATH_IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_logits_and_loss_agree_across_paths(path, dtype):
+    reference = _lm(torch.float64, mode="conv", conv_backend="direct")
+    model = _lm(dtype, **path)
+    model.load_state_dict(reference.state_dict())
+    tokens, labels = _tokens()
+    tol = lookup("layer", "gss", dtype)
+    assert judge_normwise("logits", model(tokens), reference(tokens), tol.rtol, tol.atol).passed
+    loss, ref_loss = model(tokens, labels=labels), reference(tokens, labels=labels)
+    assert loss.ndim == 0
+    assert judge_normwise("loss", loss, ref_loss, tol.rtol, tol.atol).passed
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    ref_grads = torch.autograd.grad(ref_loss, list(reference.parameters()))
+    for (name, _), got, want in zip(model.named_parameters(), grads, ref_grads):
+        assert judge_normwise(name, got, want, tol.grad_rtol, tol.atol).passed, name
+
+
+@pytest.mark.parametrize("scan_backend", list(scan_backends()))
+def test_step_by_step_decoding_equals_full_forward(scan_backend):
+    model = _lm(mode="recurrent", scan_backend=scan_backend)
+    tokens, _ = _tokens(9)
+    full = model(tokens)
+    prefix, cache = model(tokens[:, :4], return_cache=True)
+    steps = [prefix]
+    for t in range(4, 9):
+        logits, cache = model(tokens[:, t:t + 1], cache=cache, return_cache=True)
+        steps.append(logits)
+    tol = lookup("layer", "gss", torch.float64)
+    assert judge_normwise("logits", torch.cat(steps, 1), full, tol.rtol, tol.atol).passed
+
+
+def test_reverse_seq_flips_time():
+    torch.manual_seed(0)
+    forward_block = GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4).double()
+    backward_block = GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4, reverse_seq=True).double()
+    backward_block.load_state_dict(forward_block.state_dict())
+    x = torch.randn(2, 7, 8, dtype=torch.float64)
+    assert torch.allclose(backward_block(x), forward_block(x.flip(1)).flip(1))
+
+
+class TestErrors:
+    def test_cache_needs_recurrent_mode(self):
+        with pytest.raises(ValueError, match="cache needs mode='recurrent'"):
+            _lm(mode="conv")(_tokens()[0], return_cache=True)
+
+    def test_reverse_refuses_a_cache(self):
+        block = GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4, reverse_seq=True, mode="recurrent")
+        with pytest.raises(ValueError, match="reverse_seq=False"):
+            block(torch.randn(1, 3, 8), return_cache=True)
+
+    def test_unknown_mode(self):
+        with pytest.raises(ValueError, match="mode must be one of"):
+            DSS(dim=4, kernel_N=2, mode="fourier")
+
+    def test_cache_length(self):
+        with pytest.raises(ValueError, match="one state per layer"):
+            _lm(mode="recurrent")(_tokens()[0], cache=[None])
+
+    def test_unknown_scan_backend(self):
+        with pytest.raises(ValueError, match="unknown scan backend 'warp'"):
+            _lm(mode="recurrent", scan_backend="warp")(_tokens()[0])
