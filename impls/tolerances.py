@@ -93,8 +93,10 @@ TABLE = {
             Tolerance(rtol=1e-12, atol=1e-300, grad_rtol=1e-12)),
     **_both("dss", "recurrent", Tolerance(rtol=1e-4, atol=1e-30, grad_rtol=1e-4),
             Tolerance(rtol=1e-10, atol=1e-300, grad_rtol=1e-10)),
-    # Whole layers (GSS, GatedStateSpacesLM) across paths, normwise: max|y - y_ref| / max|y_ref|.
+    # Whole layers (SimpleGateLoopLayer, GSS, GatedStateSpacesLM) across paths, normwise: max|y - y_ref| / max|y_ref|.
     # Nonlinearities between DSS blocks pass the DSS error on, amplified by their Lipschitz constants.
+    **_both("layer", "gate_loop", Tolerance(rtol=1e-4, atol=1e-30, grad_rtol=1e-3),
+            Tolerance(rtol=1e-9, atol=1e-300, grad_rtol=1e-9)),
     **_both("layer", "gss", Tolerance(rtol=1e-4, atol=1e-30, grad_rtol=1e-3),
             Tolerance(rtol=1e-9, atol=1e-300, grad_rtol=1e-9)),
 }

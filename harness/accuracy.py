@@ -1,0 +1,72 @@
+"""The accuracy suite: every backend against the float64 oracle, outputs and gradients, one row per
+(case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
+import torch
+from tqdm import tqdm
+
+from impls import conv_backends, scan_backends
+
+from .cases import DTYPES
+from .inputs import DECAYS, conv_inputs, scan_inputs
+from .records import open_run
+from .verify import check_conv, check_scan
+
+VERDICT_METRICS = {"max_abs_err": "", "rms_rel_err": "", "worst_ratio": "x", "passed": "1"}
+
+
+def accuracy_units(config):
+    """(unit_id, spec) for every scan and conv case of the sweep, on the backends that support it."""
+    chosen = config.get("backends")
+    units = []
+    for name, backend in scan_backends().items():
+        if chosen and name not in chosen:
+            continue
+        for dtype in config["dtypes"]:
+            if DTYPES[dtype] not in backend.dtypes:
+                continue
+            for gate in config["gate_regimes"]:
+                for kv in config["kv_regimes"]:
+                    for length in config["lengths"]:
+                        spec = dict(family="scan", backend=name, dtype=dtype, L=length, regime=f"{gate}/{kv}")
+                        units.append((f"scan|{name}|{dtype}|{gate}/{kv}|{length}", spec))
+    for name in conv_backends():
+        if chosen and name not in chosen:
+            continue
+        for dtype in (d for d in config["dtypes"] if not DTYPES[d].is_complex):
+            for decay in DECAYS:
+                for length in config["lengths"]:
+                    spec = dict(family="conv", backend=name, dtype=dtype, L=length, regime=decay)
+                    units.append((f"conv|{name}|{dtype}|{decay}|{length}", spec))
+    return units
+
+
+def _measure(spec, config, device):
+    dtype, length = DTYPES[spec["dtype"]], spec["L"]
+    batch, channels = config["batch"], config["channels"]
+    gradients = length <= config["gradients_max_len"]
+    if spec["family"] == "scan":
+        backend = scan_backends()[spec["backend"]]
+        gate, kv_regime = spec["regime"].split("/")
+        a, kv, h0 = scan_inputs(batch, length, channels, dtype, gate, kv_regime, seed=length, device=device)
+        outside = backend.tolerance(dtype).domain.violations(a)
+        return check_scan(backend, a, kv, h0, gradients=gradients and backend.differentiable), outside
+    backend = conv_backends()[spec["backend"]]
+    u, K = conv_inputs(batch, length, channels, dtype, spec["regime"], seed=length, device=device)
+    return check_conv(backend, u, K, gradients=gradients), []
+
+
+def run_accuracy(config, device, reports_dir, resume=True, progress=True):
+    run = open_run(reports_dir, "accuracy", {**config, "device": device}, resume=resume)
+    done = run.done_units()
+    for unit_id, spec in tqdm(accuracy_units(config), desc="accuracy", disable=not progress):
+        if unit_id in done:
+            continue
+        verdicts, outside = _measure(spec, config, device)
+        base = dict(suite="accuracy", family=spec["family"], unit_id=unit_id, backend=spec["backend"], device=device,
+                    dtype=spec["dtype"], B=config["batch"], L=spec["L"], D=config["channels"], N=0,
+                    regime=spec["regime"], note="; ".join(outside))
+        rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)
+                for v in verdicts for metric, unit in VERDICT_METRICS.items()]
+        rows.append(dict(base, mode="inputs", metric="in_domain", value=float(not outside), unit="1"))
+        run.add_unit(rows)
+    run.finish()
+    return run

@@ -1,0 +1,25 @@
+"""pytest-benchmark JSON (pytest --benchmark-only --benchmark-json=FILE) into scanlab records.
+
+Each benchmark test records its case in `benchmark.extra_info` (family, backend, mode, dtype, B, L,
+D, N, device). pytest-benchmark reports quartiles, not p20/p80: lo and hi hold q1 and q3, and the
+note says so.
+"""
+import json
+from pathlib import Path
+
+CASE_FIELDS = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
+
+
+def benchmark_rows(path):
+    data = json.loads(Path(path).read_text())
+    rows = []
+    for bench in data.get("benchmarks", []):
+        info, stats = bench.get("extra_info", {}), bench["stats"]
+        missing = [f for f in CASE_FIELDS if f not in info]
+        if missing:
+            raise ValueError(f"benchmark {bench['name']!r} lacks extra_info fields {missing}")
+        case = {f: info[f] for f in CASE_FIELDS}
+        rows.append(dict(case, suite="benchmark", unit_id=bench["fullname"], regime="", metric="time_s",
+                         value=stats["median"], lo=stats["q1"], hi=stats["q3"], unit="s",
+                         note="pytest-benchmark: lo/hi are q1/q3", timestamp=data.get("datetime", "")))
+    return rows

@@ -1,0 +1,62 @@
+"""Who measured: the machine and code state every record carries."""
+import os
+import platform
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _jax_version():
+    try:
+        import jax
+    except ImportError:
+        return ""
+    return jax.__version__
+
+
+@cache
+def machine_info():
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda or "",
+        "torch": torch.__version__,
+        "jax": _jax_version(),
+        "python": platform.python_version(),
+        "commit": _git("rev-parse", "--short=12", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    }
+    info["machine_id"] = machine_id(info)
+    return info
+
+
+def machine_id(info):
+    """A folder name: the GPU when there is one, else the CPU model and thread count."""
+    name = info["gpu"] or f"{info['cpu']}-{info['threads']}t"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return ("cuda-" if info["gpu"] else "cpu-") + slug[:60]

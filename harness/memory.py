@@ -1,0 +1,58 @@
+"""Peak memory of one case, honestly, on every device.
+
+CUDA: the caching allocator's peak, reset before the case; the row reports the peak above what
+was allocated before the call (inputs excluded).
+CPU: a worker subprocess (harness/memory_worker.py) started with MALLOC_MMAP_THRESHOLD_=65536,
+so glibc serves every block of 64 KiB or more with mmap and returns it on free; the kernel's
+high-water mark (VmHWM) is reset through /proc/self/clear_refs before each call, and the row
+reports VmHWM minus the resident size before the call. Memory a case frees is therefore really
+gone before the next one, and one worker can measure many cases. tests/test_memory.py checks the
+method against allocations of known size.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _status_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def rss_peak_above_start(fn):
+    """Bytes by which resident memory peaked above its level before fn() (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    before = _status_kib("VmRSS")
+    fn()
+    return max(0, _status_kib("VmHWM") - before) * 1024
+
+
+def cuda_peak_above_start(fn, device):
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def cpu_peaks(specs, timeout_s=600):
+    """Peak bytes per spec, measured in one fresh worker process; None where a case failed."""
+    if not specs:
+        return []
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(ROOT)}
+    request = "".join(json.dumps(spec) + "\n" for spec in specs)
+    done = subprocess.run([sys.executable, "-m", "harness.memory_worker"], input=request, capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=timeout_s)
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if len(results) != len(specs):
+        raise RuntimeError(f"memory worker answered {len(results)} of {len(specs)} cases: {done.stderr[-2000:]}")
+    return [r["peak_bytes"] for r in results]

@@ -1,0 +1,28 @@
+"""Reads case specs (JSON lines) on stdin, prints {"peak_bytes": ...} per case; see harness/memory.py."""
+import gc
+import json
+import sys
+
+import torch
+
+from .cases import build
+from .memory import rss_peak_above_start
+
+
+def main():
+    torch.set_grad_enabled(True)
+    for line in sys.stdin:
+        spec = json.loads(line)
+        try:
+            case = build(spec)
+            case.run()  # warm-up: compilation and lazy initialisation are not the case's memory
+            gc.collect()
+            peak = rss_peak_above_start(case.run)
+        except Exception as error:  # one broken case must not lose the others' measurements
+            print(f"{spec}: {type(error).__name__}: {error}", file=sys.stderr)
+            peak = None
+        print(json.dumps({"peak_bytes": peak}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The performance sweep: each group (family, L, dtype, mode) checks every backend against the
+oracle, times the ones that pass interleaved with the bandwidth floor, and measures peak memory."""
+import torch
+from tqdm import tqdm
+
+from impls import scan_backends
+
+from .cases import build
+from .memory import cpu_peaks, cuda_peak_above_start
+from .records import open_run
+from .timing import SPREAD_LIMIT, interleaved, ratio_to_floor, seconds_per_call
+
+FLOOR = "floor"
+
+
+def default_backends(family):
+    if family == "scan":
+        return list(scan_backends())
+    if family == "layer":
+        return [f"gate_loop:{name}" for name in scan_backends()] + ["gss:conv:fft", "gss:recurrent:chunked"]
+    raise ValueError(f"family {family!r} needs an explicit backend list")
+
+
+def perf_groups(family, config, device):
+    """(unit_id, [spec, ...]) per group of cases compared in one interleaved measurement."""
+    backends = config.get("backends") or default_backends(family)
+    groups = []
+    for dtype in config["dtypes"]:
+        for length in config["lengths"]:
+            for modes in config.get("modes_N", [0]):
+                for mode in config["modes"]:
+                    specs = [dict(family=family, backend=name, mode=mode, device=device, dtype=dtype, B=config["batch"],
+                                  L=length, D=config["channels"], N=modes)
+                             for name in backends
+                             if not (name == "conv:direct" and length > config.get("direct_max_len", length))]
+                    groups.append((f"{family}|{dtype}|{length}|{modes}|{mode}", specs))
+    return groups
+
+
+def _row(spec, unit_id, metric, value, unit, lo="", hi="", note=""):
+    keys = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
+    return dict({k: spec[k] for k in keys}, suite="perf", unit_id=unit_id, regime="", metric=metric,
+                value=value, lo=lo, hi=hi, unit=unit, note=note)
+
+
+def _checked(spec, unit_id, rows, cold_s):
+    """The case, if it passes its accuracy check; its error rows are added either way.
+
+    Its first call is timed before anything else touches that shape: that is the compile time.
+    """
+    case = build(spec)
+    cold_s[spec["backend"]] = seconds_per_call(case.run, 1, spec["device"])
+    if case.check is None:
+        return case
+    verdicts = case.check()
+    worst = max(verdicts, key=lambda v: v.worst_ratio)
+    rows.append(_row(spec, unit_id, "max_abs_err", worst.max_abs_err, ""))
+    rows.append(_row(spec, unit_id, "worst_ratio", worst.worst_ratio, "x"))
+    if all(v.passed for v in verdicts):
+        return case
+    rows.append(_row(spec, unit_id, "time_s", None, "s",
+                     note=f"no speed figure: {worst.quantity} fails its declared tolerance "
+                          f"({worst.worst_ratio:.3g}x the allowed error)"))
+    return None
+
+
+def _timing_rows(spec, unit_id, case, timing, floor):
+    note = f"spread {timing.spread:.0%} of median > {SPREAD_LIMIT:.0%}" if timing.spread > SPREAD_LIMIT else ""
+    rows = [_row(spec, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note),
+            _row(spec, unit_id, "compile_s", timing.compile_s, "s")]
+    if case.tokens:
+        rows.append(_row(spec, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
+    if case.bytes_moved:
+        rows.append(_row(spec, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
+        if floor is not None and spec["backend"] != FLOOR:
+            multiple = ratio_to_floor(timing, floor[1], case.bytes_moved, floor[0].bytes_moved)
+            rows.append(_row(spec, unit_id, "floor_multiple", multiple, "x"))
+    return rows
+
+
+def _memory_rows(specs, unit_id, cases, device):
+    if device == "cpu":
+        peaks = cpu_peaks([s for s in specs if s["backend"] in cases])
+    else:
+        peaks = [cuda_peak_above_start(cases[s["backend"]].run, device) for s in specs if s["backend"] in cases]
+    measured = [s for s in specs if s["backend"] in cases]
+    return [_row(s, unit_id, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
+            for s, p in zip(measured, peaks)]
+
+
+def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=True, resume=True, progress=True):
+    settings = {**config, "device": device, "rounds": rounds, "min_sample_s": min_sample_s, "memory": memory}
+    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume)
+    done = run.done_units()
+    for unit_id, specs in tqdm(perf_groups(family, config, device), desc=f"perf {family}", disable=not progress):
+        if unit_id in done:
+            continue
+        rows, cases, cold_s = [], {}, {}
+        for spec in specs:
+            case = _checked(spec, unit_id, rows, cold_s)
+            if case is not None:
+                cases[spec["backend"]] = case
+        floor_spec = dict(specs[0], backend=FLOOR) if specs else None
+        needs_floor = floor_spec is not None and any(c.bytes_moved for c in cases.values())
+        floor_case = build(dict(floor_spec, family=FLOOR)) if needs_floor else None
+        runs = {name: case.run for name, case in cases.items()}
+        if floor_case is not None:
+            runs[FLOOR] = floor_case.run
+        timings = interleaved(runs, device, rounds, min_sample_s, cold_s) if runs else {}
+        floor = (floor_case, timings[FLOOR]) if floor_case is not None else None
+        for spec in specs + ([floor_spec] if floor_case is not None else []):
+            if spec["backend"] in timings:
+                case = floor_case if spec["backend"] == FLOOR else cases[spec["backend"]]
+                rows += _timing_rows(spec, unit_id, case, timings[spec["backend"]], floor)
+        if memory:
+            rows += _memory_rows(specs, unit_id, cases, device)
+        run.add_unit(rows)
+        del cases, runs
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    run.finish()
+    return run

@@ -1,0 +1,143 @@
+"""Tidy long-format records, one row per case and metric, stored as JSON lines per run.
+
+Layout: reports/<machine_id>/runs/<run_id>.jsonl (rows) and <run_id>.meta.json (the sweep's
+config, the machine, status). Every write goes to a temporary file that is fsynced and renamed
+over the old one, so a kill at any moment leaves the previous complete file; a run whose meta
+says "running" is resumed by the next run of the same config, which skips the units it has.
+
+JSON lines rather than CSV or Parquet: rows keep their types (floats, None, booleans) without a
+schema file, diff line by line in git, and need no pyarrow.
+"""
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .machine import machine_info
+
+# Column -> meaning. README.md's "Records" section is generated from this, so the two agree.
+SCHEMA = {
+    "run_id": "the run that produced the row",
+    "suite": "accuracy | perf | benchmark",
+    "family": "scan | dss | layer",
+    "unit_id": "the resumable unit (a case, or an interleaved group of cases)",
+    "backend": "scan or conv backend, DSS path ('conv:fft', 'recurrent:chunked'), layer path, or 'floor'",
+    "mode": "forward | forward+backward (perf); the quantity checked (accuracy)",
+    "device": "cpu | cuda",
+    "dtype": "float32 | float64 | complex64 | complex128",
+    "B": "batch", "L": "sequence length", "D": "channels (H for DSS)", "N": "DSS modes (0 for scans)",
+    "regime": "gate/kv regime (scan accuracy), kernel decay (DSS), '' for perf",
+    "metric": "what value measures: see README 'Metrics'",
+    "value": "the measurement (median for times)",
+    "lo": "p20 for times, else empty", "hi": "p80 for times, else empty",
+    "unit": "s, bytes, GB/s, x (ratio), 1 (flag), tokens/s",
+    "note": "why a row has no speed figure, domain violations, spread warnings",
+    "timestamp": "UTC time the row was measured",
+    "machine_id": "folder under reports/", "cpu": "CPU model", "threads": "torch threads", "gpu": "GPU name",
+    "cuda": "CUDA version of torch", "torch": "torch version", "jax": "JAX version", "python": "Python version",
+    "commit": "git commit measured", "dirty": "whether the tree had uncommitted changes",
+}
+MACHINE_COLUMNS = ("machine_id", "cpu", "threads", "gpu", "cuda", "torch", "jax", "python", "commit", "dirty")
+
+
+def atomic_write_text(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def config_hash(config):
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class Run:
+    """One sweep's records; `add_unit` persists a finished unit atomically."""
+
+    directory: Path
+    run_id: str
+    meta: dict
+    rows: list = field(default_factory=list)
+
+    @property
+    def rows_path(self):
+        return self.directory / f"{self.run_id}.jsonl"
+
+    @property
+    def meta_path(self):
+        return self.directory / f"{self.run_id}.meta.json"
+
+    def done_units(self):
+        return {row["unit_id"] for row in self.rows}
+
+    def add_unit(self, rows):
+        machine = {k: self.meta["machine"][k] for k in MACHINE_COLUMNS}
+        stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, "run_id": self.run_id,
+                    "timestamp": row.get("timestamp") or utc_now()} for row in rows]
+        self.rows.extend(stamped)
+        atomic_write_text(self.rows_path, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def finish(self):
+        self.meta.update(status="complete", finished=utc_now())
+        atomic_write_text(self.meta_path, json.dumps(self.meta, indent=1))
+
+
+def open_run(reports_dir, suite, config, resume=True):
+    """The unfinished run of this suite and config on this machine, or a new one."""
+    machine = machine_info()
+    directory = Path(reports_dir) / machine["machine_id"] / "runs"
+    digest = config_hash({"suite": suite, **config})
+    if resume:
+        for meta_path in sorted(directory.glob(f"{suite}-*-{digest}.meta.json")):
+            meta = json.loads(meta_path.read_text())
+            if meta.get("status") == "running":
+                run = Run(directory, meta["run_id"], meta)
+                if run.rows_path.exists():
+                    run.rows = [json.loads(line) for line in run.rows_path.read_text().splitlines() if line]
+                return run
+    run_id = f"{suite}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{digest}"
+    meta = {"run_id": run_id, "suite": suite, "config": config, "machine": machine,
+            "status": "running", "started": utc_now()}
+    atomic_write_text(directory / f"{run_id}.meta.json", json.dumps(meta, indent=1, default=str))
+    return Run(directory, run_id, meta)
+
+
+def load_rows(path):
+    """Rows of a run file, or of the latest complete run of each suite under a machine folder."""
+    path = Path(path)
+    if path.is_file():
+        return pd.read_json(path, lines=True, dtype=False)
+    frames = [pd.read_json(p, lines=True, dtype=False) for p in latest_runs(path).values()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SCHEMA))
+
+
+def latest_runs(machine_dir):
+    """suite -> rows file of the newest complete run of that suite (newest running one if none completed)."""
+    chosen = {}
+    for meta_path in sorted(Path(machine_dir).glob("runs/*.meta.json")):
+        meta = json.loads(meta_path.read_text())
+        rows = meta_path.with_name(meta["run_id"] + ".jsonl")
+        if not rows.exists():
+            continue
+        rank = (meta.get("status") == "complete", meta.get("started", ""))
+        if meta["suite"] not in chosen or rank >= chosen[meta["suite"]][0]:
+            chosen[meta["suite"]] = (rank, rows)
+    return {suite: rows for suite, (_, rows) in chosen.items()}

@@ -1,0 +1,76 @@
+"""Sweeps are data: presets that command-line flags override field by field.
+
+accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients.
+perf: per family, every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
+"""
+import copy
+
+SCAN_DTYPES = ["float32", "float64", "complex64", "complex128"]
+MODES = ["forward", "forward+backward"]
+
+PRESETS = {
+    "quick": {
+        "accuracy": {"lengths": [1, 127, 1024, 4099], "batch": 2, "channels": 8, "dtypes": SCAN_DTYPES,
+                     "gate_regimes": ["sigmoid", "long_memory", "zeros", "ones", "signed"],
+                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 1024, "backends": None},
+        "perf": {
+            "scan": {"lengths": [256, 1024, 4096, 16384], "batch": 4, "channels": 256, "dtypes": ["float32"],
+                     "modes": MODES, "backends": None},
+            "dss": {"lengths": [256, 1024, 4096], "batch": 2, "channels": 64, "modes_N": [64], "dtypes": ["float32"],
+                    "modes": ["forward"], "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked"],
+                    "direct_max_len": 4096},
+            "layer": {"lengths": [1024], "batch": 4, "channels": 128, "dtypes": ["float32"], "modes": MODES,
+                      "backends": None},
+        },
+        "rounds": 5, "min_sample_s": 0.02, "memory": True,
+    },
+    "full": {
+        "accuracy": {"lengths": [1, 2, 7, 127, 128, 1021, 1024, 4099, 16384], "batch": 2, "channels": 16,
+                     "dtypes": SCAN_DTYPES, "gate_regimes": ["sigmoid", "long_memory", "zeros", "ones", "signed"],
+                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None},
+        "perf": {
+            "scan": {"lengths": [256, 1024, 4096, 16384, 65536], "batch": 4, "channels": 256,
+                     "dtypes": ["float32", "float64"], "modes": MODES, "backends": None},
+            "dss": {"lengths": [256, 1024, 4096, 16384], "batch": 4, "channels": 256, "modes_N": [64, 512],
+                    "dtypes": ["float32"], "modes": ["forward", "forward+backward"],
+                    "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked", "recurrent:assoc"],
+                    "direct_max_len": 4096},
+            "layer": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
+                      "backends": None},
+        },
+        "rounds": 9, "min_sample_s": 0.05, "memory": True,
+    },
+    "ci": {
+        "accuracy": {"lengths": [1, 127, 1024], "batch": 2, "channels": 4, "dtypes": ["float32", "float64"],
+                     "gate_regimes": ["sigmoid", "zeros"], "kv_regimes": ["mixed"], "gradients_max_len": 127,
+                     "backends": None},
+        "perf": {
+            "scan": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
+                     "backends": None},
+            "dss": {"lengths": [1024], "batch": 2, "channels": 32, "modes_N": [32], "dtypes": ["float32"],
+                    "modes": ["forward"], "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked"],
+                    "direct_max_len": 4096},
+            "layer": {"lengths": [512], "batch": 2, "channels": 64, "dtypes": ["float32"], "modes": ["forward"],
+                      "backends": None},
+        },
+        "rounds": 3, "min_sample_s": 0.01, "memory": False,
+    },
+}
+FAMILIES = ("scan", "dss", "layer")
+
+
+def preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def override(section, **flags):
+    """A copy of `section` with every flag that is not None replacing its field."""
+    merged = copy.deepcopy(section)
+    for key, value in flags.items():
+        if value is not None:
+            if key not in merged:
+                raise ValueError(f"{key!r} is not a field of this sweep; fields: {', '.join(merged)}")
+            merged[key] = value
+    return merged

@@ -1,0 +1,77 @@
+"""Timing that survives a shared, drifting machine: cases of one comparison are interleaved in
+rounds (A B C A B C ...), so each round's drift hits all of them, and every case is also reported
+as its per-round ratio to the floor measured in the same round."""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SPREAD_LIMIT = 0.10  # (p80 - p20) / median above this flags the row
+
+
+@dataclass
+class Timing:
+    samples: list  # seconds per call, one per round
+    first_call_s: float  # includes compilation / JIT tracing
+    number: int  # calls per sample
+
+    @property
+    def median(self):
+        return float(np.median(self.samples))
+
+    @property
+    def p20(self):
+        return float(np.percentile(self.samples, 20))
+
+    @property
+    def p80(self):
+        return float(np.percentile(self.samples, 80))
+
+    @property
+    def spread(self):
+        return (self.p80 - self.p20) / self.median
+
+    @property
+    def compile_s(self):
+        """First call minus a steady one: the one-off cost of compiling for this shape."""
+        return max(0.0, self.first_call_s - self.median)
+
+
+def synchronize(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def seconds_per_call(fn, number, device):
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / number
+
+
+def interleaved(cases, device, rounds, min_sample_s, first_call_s=None):
+    """name -> Timing, for name -> fn; each sample repeats fn until it lasts min_sample_s.
+
+    first_call_s: cold first-call times measured earlier (before any check warmed the case up).
+    """
+    first, number = dict(first_call_s or {}), {}
+    for name, fn in cases.items():
+        cold = seconds_per_call(fn, 1, device)
+        first.setdefault(name, cold)
+        steady = seconds_per_call(fn, 1, device)
+        number[name] = max(1, math.ceil(min_sample_s / max(steady, 1e-9)))
+    samples = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name].append(seconds_per_call(fn, number[name], device))
+    return {name: Timing(samples[name], first[name], number[name]) for name in cases}
+
+
+def ratio_to_floor(timing, floor, case_bytes, floor_bytes):
+    """Median over rounds of time / (floor time scaled to the case's bytes)."""
+    scale = case_bytes / floor_bytes
+    return float(np.median([t / (f * scale) for t, f in zip(timing.samples, floor.samples)]))

@@ -1,0 +1,239 @@
+#!/usr/bin/env python
+"""scanlab: which scan backend is right, which is fastest, and did a change break or slow either.
+
+    python run_bench.py                   quick accuracy + perf sweeps on the best device, then the report
+    python run_bench.py list              backends, availability (and why not), dtypes, devices
+    python run_bench.py accuracy          every backend against the float64 oracle
+    python run_bench.py perf              time, GB/s, x floor and peak memory per case
+    python run_bench.py report            tables and plots from stored records
+    python run_bench.py compare BASE NEW  ratios, regressions (exit 1), markdown summary
+    python run_bench.py import-benchmark FILE.json   pytest-benchmark results into the records
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from harness import sweeps
+from harness.cases import DTYPES
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _list_of(kind, check=None):
+    def parse(text):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty one")
+        values = []
+        for item in items:
+            try:
+                value = kind(item)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{item!r} is not a valid {kind.__name__}") from None
+            if check:
+                problem = check(value)
+                if problem:
+                    raise argparse.ArgumentTypeError(problem)
+            values.append(value)
+        return values
+    return parse
+
+
+def _positive(value):
+    return None if value > 0 else f"{value} must be positive"
+
+
+def _known(options, what):
+    return lambda value: None if value in options else f"unknown {what} {value!r}; choose from {', '.join(options)}"
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def _sweep_flags(parser):
+    parser.add_argument("--preset", default="quick", choices=list(sweeps.PRESETS), help="sweep preset (default quick)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto: cuda when available, else cpu")
+    parser.add_argument("--backends", type=_list_of(str), help="comma-separated backend names (default: all available)")
+    parser.add_argument("--lengths", type=_list_of(int, _positive), help="comma-separated sequence lengths")
+    parser.add_argument("--dtypes", type=_list_of(str, _known(list(DTYPES), "dtype")), help="e.g. float32,float64")
+    parser.add_argument("--batch", type=_positive_int, help="batch size B")
+    parser.add_argument("--channels", type=_positive_int, help="channels D (H for DSS)")
+    parser.add_argument("--reports", default=str(ROOT / "reports"), help="records and reports folder")
+    parser.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _perf_flags(parser):
+    parser.add_argument("--family", type=_list_of(str, _known(sweeps.FAMILIES, "family")),
+                        default=list(sweeps.FAMILIES), help="scan,dss,layer (default all)")
+    parser.add_argument("--modes", type=_list_of(str, _known(sweeps.MODES, "mode")), help="forward,forward+backward")
+    parser.add_argument("--rounds", type=_positive_int, help="interleaved timing rounds")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="run_bench.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _sweep_flags(parser)
+    _perf_flags(parser)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("list", help="backends and why any is unavailable")
+    for name in ("accuracy", "perf"):
+        sub = commands.add_parser(name, help=f"run the {name} sweep")
+        _sweep_flags(sub)
+        if name == "perf":
+            _perf_flags(sub)
+    report = commands.add_parser("report", help="render tables and plots from stored records")
+    report.add_argument("--reports", default=str(ROOT / "reports"))
+    compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a regression")
+    compare.add_argument("base", help="a run file (.jsonl) or a machine folder under reports/")
+    compare.add_argument("new", help="a run file (.jsonl) or a machine folder under reports/")
+    compare.add_argument("--factor", type=float, default=1.1, help="ratio above which a slowdown can count (default 1.1)")
+    compare.add_argument("--out", help="also write the markdown summary here")
+    imported = commands.add_parser("import-benchmark", help="add pytest-benchmark JSON to the records")
+    imported.add_argument("json_file")
+    imported.add_argument("--reports", default=str(ROOT / "reports"))
+    return parser
+
+
+def resolve_device(choice):
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda: torch sees no CUDA device here")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
+
+
+def _check_backends(names, family):
+    from impls import all_conv_backends, all_scan_backends, scan_backends
+    from harness.perf import default_backends
+
+    if not names:
+        return
+    if family == "accuracy":
+        known = {**all_scan_backends(), **all_conv_backends()}
+        for name in names:
+            if name not in known:
+                raise SystemExit(f"error: --backends: unknown backend {name!r}; known: {', '.join(known)}")
+            if not known[name].available:
+                raise SystemExit(f"error: --backends: {name!r} is unavailable: {known[name].unavailable_reason}")
+        return
+    if family == "scan":
+        valid = list(scan_backends())
+    elif family == "layer":
+        valid = default_backends("layer") + ["gss:conv:direct", "gss:conv:fft_fast"] + \
+            [f"gss:recurrent:{n}" for n in scan_backends()]
+    else:
+        valid = ["conv:direct", "conv:fft", "conv:fft_fast"] + [f"recurrent:{n}" for n in scan_backends()]
+    for name in names:
+        if name not in valid:
+            raise SystemExit(f"error: --backends: {name!r} is not a {family} backend here; choose from {', '.join(valid)}")
+
+
+def cmd_list():
+    from impls import all_conv_backends, all_scan_backends
+
+    for kind, backends in (("scan", all_scan_backends()), ("conv", all_conv_backends())):
+        print(f"{kind} backends:")
+        for name, b in backends.items():
+            status = "available" if b.available else f"UNAVAILABLE: {b.unavailable_reason}"
+            dtypes = ",".join(str(d).removeprefix("torch.") for d in b.dtypes)
+            print(f"  {name:11s} {status}\n    dtypes: {dtypes}; devices: {','.join(b.devices)}; "
+                  f"differentiable: {b.differentiable}\n    {b.description}")
+    return 0
+
+
+def cmd_accuracy(args, device):
+    from harness.accuracy import run_accuracy
+
+    config = sweeps.override(sweeps.preset(args.preset)["accuracy"], lengths=args.lengths, dtypes=args.dtypes,
+                             batch=args.batch, channels=args.channels, backends=args.backends)
+    _check_backends(config["backends"], "accuracy")
+    run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress)
+    print(f"accuracy: {len(run.rows)} rows in {run.rows_path}")
+    return run
+
+
+def cmd_perf(args, device):
+    from harness.perf import run_perf
+
+    chosen = sweeps.preset(args.preset)
+    runs = []
+    for family in args.family:
+        config = sweeps.override(chosen["perf"][family], lengths=args.lengths, dtypes=args.dtypes, batch=args.batch,
+                                 channels=args.channels, backends=args.backends, modes=args.modes)
+        _check_backends(config["backends"], family)
+        run = run_perf(family, config, device, args.reports, rounds=args.rounds or chosen["rounds"],
+                       min_sample_s=chosen["min_sample_s"], memory=chosen["memory"] and not args.no_memory,
+                       resume=not args.fresh, progress=not args.no_progress)
+        print(f"perf {family}: {len(run.rows)} rows in {run.rows_path}")
+        runs.append(run)
+    return runs
+
+
+def cmd_report(reports):
+    from harness.report import render_all
+
+    for path in render_all(reports):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args):
+    from harness.compare import compare, summary_markdown
+    from harness.records import atomic_write_text, load_rows
+
+    for path in (args.base, args.new):
+        if not Path(path).exists():
+            raise SystemExit(f"error: compare: {path} does not exist (expected a .jsonl run file or a machine folder)")
+    if args.factor <= 1:
+        raise SystemExit(f"error: --factor must be > 1, got {args.factor}")
+    table = compare(load_rows(args.base), load_rows(args.new), args.factor)
+    text = summary_markdown(table, args.factor)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+    return 1 if (table["verdict"] == "regression").any() else 0
+
+
+def cmd_import(args):
+    from harness.benchmark_import import benchmark_rows
+    from harness.records import open_run
+
+    if not Path(args.json_file).is_file():
+        raise SystemExit(f"error: import-benchmark: {args.json_file} is not a file")
+    rows = benchmark_rows(args.json_file)
+    run = open_run(args.reports, "benchmark", {"source": Path(args.json_file).name}, resume=False)
+    run.add_unit(rows)
+    run.finish()
+    print(f"imported {len(rows)} benchmarks into {run.rows_path}")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "report":
+        return cmd_report(args.reports)
+    if args.command == "compare":
+        return cmd_compare(args)
+    if args.command == "import-benchmark":
+        return cmd_import(args)
+    device = resolve_device(args.device)
+    if args.command in (None, "accuracy"):
+        cmd_accuracy(args, device)
+    if args.command in (None, "perf"):
+        cmd_perf(args, device)
+    if args.command is None:
+        cmd_report(args.reports)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
