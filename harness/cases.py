@@ -8,10 +8,11 @@ from typing import Callable, Optional
 import torch
 
 from impls import GSS, SimpleGateLoopLayer, dss_forward, get_scan_backend
+from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
 from .inputs import dss_parameters, scan_inputs
-from .verify import check_scan, dss_reference, judge_elementwise, judge_normwise
+from .verify import check_scan, dss_reference, judge_normwise, judge_output
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128}
@@ -81,10 +82,10 @@ def dss_case(spec):
     run = _forward_or_both(forward, [u, Lambda, C], spec["mode"])
 
     def check():
-        tol = lookup("dss", mode, dtype)
+        tol = path_tolerance(dtype, mode, **paths)
         ref, scale = dss_reference(u.cpu(), Lambda.cpu(), C.cpu())
         with torch.no_grad():
-            return [judge_elementwise("y", forward().cpu(), ref, scale, tol.rtol, tol.atol)]
+            return [judge_output("y", forward().cpu(), ref, scale, tol)]
     return Case(spec, run, 2 * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
 
 

@@ -7,10 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.inputs import dss_parameters
-from harness.verify import dss_reference, judge_elementwise, judge_normwise
+from harness.verify import dss_reference, judge_normwise, judge_output
 from impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_backends
-from impls.dss import dss_oracle
-from impls.tolerances import lookup
+from impls.dss import dss_oracle, path_tolerance
 from strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
 
 SCAN_NAMES = list(scan_backends())
@@ -19,16 +18,12 @@ PATHS = [("conv", None, c) for c in CONV_NAMES] + [("recurrent", s, None) for s 
 PATH_IDS = [f"{m}-{s or c}" for m, s, c in PATHS]
 
 
-def _gate_domain_violations(scan_name, Lambda, length, dtype):
+def _gate_domain_violations(scan_name, Lambda, length):
     """The recurrent mode scans gates exp(Lambda): its scan backend's domain applies to them."""
     if scan_name is None:
         return []
     gates = Lambda.exp().reshape(1, 1, -1).expand(1, length, -1)
     return scan_backends()[scan_name].tolerance(gates.dtype).domain.violations(gates)
-
-
-def _path_tolerance(mode, scan_name, conv_name, dtype):
-    return lookup("dss", mode, dtype)
 
 
 @pytest.mark.parametrize("mode,scan_name,conv_name", PATHS, ids=PATH_IDS)
@@ -43,11 +38,11 @@ def test_every_path_agrees_with_oracle(mode, scan_name, conv_name, dtype, data):
     u = torch.randn(2, length, channels, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
     y = dss_forward(u, Lambda, C, mode, scan_backend=scan_name, conv_backend=conv_name)
     ref, scale = dss_reference(u, Lambda, C)
-    tol = _path_tolerance(mode, scan_name, conv_name, dtype)
-    if _gate_domain_violations(scan_name, Lambda, length, dtype):
+    tol = path_tolerance(dtype, mode, scan_name, conv_name)
+    if _gate_domain_violations(scan_name, Lambda, length):
         assert torch.isfinite(y).all()
     else:
-        assert judge_elementwise("y", y, ref, scale, tol.rtol, tol.atol).passed
+        assert judge_output("y", y, ref, scale, tol).passed
 
 
 @pytest.mark.parametrize("mode,scan_name,conv_name", PATHS, ids=PATH_IDS)
@@ -73,8 +68,8 @@ def test_gradients_agree_with_oracle(mode, scan_name, conv_name, decay):
     ref_leaves = [t.clone().requires_grad_() for t in (u, Lambda, C)]
     grads = torch.autograd.grad(dss_forward(*leaves, mode, scan_name, conv_name), leaves, g)
     ref_grads = torch.autograd.grad(dss_oracle(*ref_leaves), ref_leaves, g)
-    tol = _path_tolerance(mode, scan_name, conv_name, torch.float64)
-    if _gate_domain_violations(scan_name, Lambda, 41, torch.float64):
+    tol = path_tolerance(torch.float64, mode, scan_name, conv_name)
+    if _gate_domain_violations(scan_name, Lambda, 41):
         pytest.skip(f"{scan_name}: gates exp(Lambda) lie outside its declared domain")
     for name, got, want in zip(("u", "Lambda", "C"), grads, ref_grads):
         assert judge_normwise(f"grad_{name}", got, want, tol.grad_rtol, tol.atol).passed, name

@@ -13,11 +13,12 @@ from einops import einsum, rearrange, repeat
 from ..conv import get_conv_backend
 from ..scan import get_scan_backend
 from ..validation import require_rank, require_same
+from ..tolerances import dss_path_tolerance
 from .kernel import COMPLEX_FOR, check_dss_parameters, discretised_C, dss_kernel
 
 MODES = ("conv", "recurrent")
 STATE_ELEMENTS = 2 ** 22  # complex states per chunk: 32 MiB in complex64
-DEFAULT_SCAN_BACKEND = "chunked"
+DEFAULT_SCAN_BACKEND = "assoc"  # the fastest exact backend on CPU in reports/; pass scan_backend= to choose
 DEFAULT_CONV_BACKEND = "fft"
 
 
@@ -58,6 +59,15 @@ def dss_recurrent(u, Lambda, C, scan_backend=None, state=None):
         outputs.append(einsum(x, C_step, "b c h n, h n -> b c h").real)
     y = torch.cat(outputs, dim=1)
     return y, rearrange(state, "b (h n) -> b h n", n=modes)
+
+
+def path_tolerance(u_dtype, mode, scan_backend=None, conv_backend=None):
+    """The declared accuracy of one DSS path for inputs of u_dtype (see impls/tolerances.py)."""
+    if mode == "recurrent":
+        backend_tolerance = get_scan_backend(scan_backend or DEFAULT_SCAN_BACKEND).tolerance(COMPLEX_FOR[u_dtype])
+    else:
+        backend_tolerance = get_conv_backend(conv_backend or DEFAULT_CONV_BACKEND).tolerance(u_dtype)
+    return dss_path_tolerance(backend_tolerance, u_dtype)
 
 
 def dss_forward(u, Lambda, C, mode, scan_backend=None, conv_backend=None):

@@ -1,0 +1,64 @@
+"""run_bench.py: errors on bad flags, and the subcommands end to end on a tiny sweep."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run_bench
+
+ROOT = Path(run_bench.__file__).parent
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["perf", "--lengths", "0"], "0 must be positive"),
+    (["perf", "--lengths", "ten"], "'ten' is not a valid int"),
+    (["accuracy", "--dtypes", "float16"], "unknown dtype 'float16'"),
+    (["perf", "--family", "attention"], "unknown family 'attention'"),
+    (["perf", "--modes", "backward"], "unknown mode 'backward'"),
+    (["perf", "--batch", "-1"], "-1 must be positive"),
+    (["accuracy", "--preset", "huge"], "invalid choice: 'huge'"),
+])
+def test_bad_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_backend(tmp_path):
+    with pytest.raises(SystemExit, match="'nope' is not a scan backend here; choose from sequential"):
+        run_bench.main(["perf", "--family", "scan", "--backends", "nope", "--reports", str(tmp_path)])
+
+
+def test_compare_missing_file(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        run_bench.main(["compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
+
+
+def test_list_names_every_backend(capsys):
+    assert run_bench.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sequential", "assoc", "heinsen", "chunked", "torch_hop", "jax_assoc", "jax_scan", "fft_fast"):
+        assert name in out
+
+
+def test_perf_report_and_compare_end_to_end(tmp_path):
+    """A tiny perf sweep, its report, and compare of the run with itself (no regression: exit 0)."""
+    args = ["perf", "--preset", "ci", "--family", "scan", "--backends", "assoc,chunked", "--lengths", "64",
+            "--batch", "1", "--channels", "4", "--modes", "forward", "--rounds", "2", "--no-progress",
+            "--reports", str(tmp_path)]
+    assert run_bench.main(args) == 0
+    [rows_path] = tmp_path.glob("*/runs/perf-scan-*.jsonl")
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    metrics = {(r["backend"], r["metric"]) for r in rows}
+    assert {("assoc", "time_s"), ("assoc", "floor_multiple"), ("assoc", "gbps"), ("floor", "time_s")} <= metrics
+    assert run_bench.main(["report", "--reports", str(tmp_path)]) == 0
+    machine = rows_path.parent.parent
+    assert (machine / "perf-scan.md").read_text().count("| assoc") == 1
+    assert list((machine / "plots").glob("*.png"))
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "compare", str(rows_path), str(rows_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "0 regression" in done.stdout

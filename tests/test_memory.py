@@ -1,0 +1,27 @@
+"""The CPU memory method measures allocations of known size within 10%, one case after another."""
+import pytest
+
+from harness.memory import cpu_peaks, rss_peak_above_start
+
+MiB = 2 ** 20
+
+
+def test_known_allocations_in_the_worker():
+    sizes = [200 * MiB, 20 * MiB, 50 * MiB]  # a large case first: its memory must not hide the next ones
+    peaks = cpu_peaks([{"family": "alloc", "bytes": n} for n in sizes])
+    for size, peak in zip(sizes, peaks):
+        assert peak == pytest.approx(size, rel=0.10)
+
+
+def test_in_process_peak_sees_a_temporary():
+    import torch
+
+    def temporary():
+        torch.ones(64 * MiB // 4).sum()
+
+    assert rss_peak_above_start(temporary) == pytest.approx(64 * MiB, rel=0.10)
+
+
+def test_a_failing_case_reports_none_and_keeps_the_others():
+    peaks = cpu_peaks([{"family": "nope"}, {"family": "alloc", "bytes": 20 * MiB}])
+    assert peaks[0] is None and peaks[1] == pytest.approx(20 * MiB, rel=0.10)

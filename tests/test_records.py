@@ -1,0 +1,70 @@
+"""Records: schema, atomic writes, resume after an interrupted sweep."""
+import json
+
+import pytest
+
+from harness import accuracy, records
+from harness.records import SCHEMA, atomic_write_text, load_rows, open_run
+
+TINY = {"lengths": [3, 5], "batch": 1, "channels": 2, "dtypes": ["float64"], "gate_regimes": ["sigmoid"],
+        "kv_regimes": ["normal"], "gradients_max_len": 5, "backends": ["assoc", "fft"]}
+
+
+def test_rows_follow_the_schema(tmp_path):
+    run = accuracy.run_accuracy(TINY, "cpu", tmp_path, progress=False)
+    rows = load_rows(run.rows_path)
+    assert set(rows.columns) == set(SCHEMA)
+    assert set(rows["suite"]) == {"accuracy"}
+    assert rows["commit"].notna().all() and rows["timestamp"].str.endswith("Z").all()
+    assert json.loads(run.meta_path.read_text())["status"] == "complete"
+    passed = rows[rows["metric"] == "passed"]
+    assert len(passed) > 0 and (passed["value"] == 1.0).all()
+
+
+def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
+    calls = []
+    real_measure = accuracy._measure
+
+    def dies_on_third(spec, config, device):
+        calls.append(spec)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_measure(spec, config, device)
+
+    monkeypatch.setattr(accuracy, "_measure", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy.run_accuracy(TINY, "cpu", tmp_path, progress=False)
+    [meta_path] = tmp_path.glob("*/runs/*.meta.json")
+    assert json.loads(meta_path.read_text())["status"] == "running"
+    rows_path = meta_path.with_name(meta_path.name.replace(".meta.json", ".jsonl"))
+    assert len({json.loads(line)["unit_id"] for line in rows_path.read_text().splitlines()}) == 2
+
+    calls.clear()
+    monkeypatch.setattr(accuracy, "_measure", real_measure)
+    measured = []
+    monkeypatch.setattr(accuracy, "_measure", lambda *a: measured.append(a[0]) or real_measure(*a))
+    run = accuracy.run_accuracy(TINY, "cpu", tmp_path, progress=False)
+    total = len(accuracy.accuracy_units(TINY))
+    assert len(measured) == total - 2  # only the units the first run had not finished
+    assert run.rows_path == rows_path and len(run.done_units()) == total
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_fresh_flag_starts_a_new_run(tmp_path):
+    first = open_run(tmp_path, "accuracy", {"x": 1})
+    assert open_run(tmp_path, "accuracy", {"x": 1}).run_id == first.run_id
+    assert open_run(tmp_path, "accuracy", {"x": 2}).run_id != first.run_id
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "rows.jsonl"
+    atomic_write_text(target, "old\n")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [target]
