@@ -70,7 +70,7 @@ def _sweep_flags(parser):
 
 def _perf_flags(parser):
     parser.add_argument("--family", type=_list_of(str, _known(sweeps.FAMILIES, "family")),
-                        default=list(sweeps.FAMILIES), help="scan,dss,layer (default all)")
+                        default=list(sweeps.FAMILIES), help="scan,conv,dss,layer (default all)")
     parser.add_argument("--modes", type=_list_of(str, _known(sweeps.MODES, "mode")), help="forward,forward+backward")
     parser.add_argument("--rounds", type=_positive_int, help="interleaved timing rounds")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
@@ -125,6 +125,8 @@ def _check_backends(names, family):
         return
     if family == "scan":
         valid = list(scan_backends())
+    elif family == "conv":
+        valid = list(all_conv_backends())
     elif family == "layer":
         valid = default_backends("layer") + ["gss:conv:direct", "gss:conv:fft_fast"] + \
             [f"gss:recurrent:{n}" for n in scan_backends()]

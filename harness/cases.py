@@ -1,18 +1,18 @@
 """A measurable case from a plain spec, so the timing loop and the memory worker build the same thing.
 
-spec: {"family": scan | dss | layer | floor | alloc, "backend", "mode", "device", "dtype", "B", "L", "D", "N"}
+spec: {"family": scan | conv | dss | layer | floor | alloc, "backend", "mode", "device", "dtype", "B", "L", "D", "N"}
 """
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
-from impls import GSS, SimpleGateLoopLayer, dss_forward, get_scan_backend
+from impls import GSS, SimpleGateLoopLayer, dss_forward, get_conv_backend, get_scan_backend
 from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
-from .inputs import dss_parameters, scan_inputs
-from .verify import check_scan, dss_reference, judge_normwise, judge_output
+from .inputs import conv_inputs, dss_parameters, scan_inputs
+from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128}
@@ -71,6 +71,16 @@ def floor_case(spec):
     return Case(spec, lambda: torch.mul(x, y, out=out), 3 * x.numel() * _itemsize(dtype), spec["B"] * spec["L"])
 
 
+def conv_case(spec):
+    """A convolution backend on a precomputed DSS kernel: where `fft` overtakes `direct`."""
+    dtype, device = DTYPES[spec["dtype"]], spec["device"]
+    backend = get_conv_backend(spec["backend"])
+    u, K = conv_inputs(spec["B"], spec["L"], spec["D"], dtype, "fast", seed=spec["L"], device=device)
+    run = _forward_or_both(lambda: backend(u, K), [u, K], spec["mode"])
+    check = lambda: check_conv(backend, u.detach(), K.detach(), gradients=spec["mode"] == BACKWARD)
+    return Case(spec, run, 2 * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
+
+
 def dss_case(spec):
     dtype, device = DTYPES[spec["dtype"]], spec["device"]
     mode, _, name = spec["backend"].partition(":")
@@ -126,7 +136,7 @@ def alloc_case(spec):
     return Case(spec, lambda: torch.ones(count, dtype=torch.float32), spec["bytes"], 0)
 
 
-BUILDERS = {"scan": scan_case, "floor": floor_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
+BUILDERS = {"scan": scan_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
 def build(spec):

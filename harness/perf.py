@@ -32,7 +32,7 @@ def perf_groups(family, config, device):
                     specs = [dict(family=family, backend=name, mode=mode, device=device, dtype=dtype, B=config["batch"],
                                   L=length, D=config["channels"], N=modes)
                              for name in backends
-                             if not (name == "conv:direct" and length > config.get("direct_max_len", length))]
+                             if not (name in ("direct", "conv:direct") and length > config.get("direct_max_len", length))]
                     groups.append((f"{family}|{dtype}|{length}|{modes}|{mode}", specs))
     return groups
 

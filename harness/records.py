@@ -20,7 +20,7 @@ import pandas as pd
 
 from .machine import machine_info
 
-# Column -> meaning. README.md's "Records" section is generated from this, so the two agree.
+# Column -> meaning. tests/test_readme.py checks that README.md documents every column.
 SCHEMA = {
     "run_id": "the run that produced the row",
     "suite": "accuracy | perf | benchmark",

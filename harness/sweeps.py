@@ -1,7 +1,7 @@
 """Sweeps are data: presets that command-line flags override field by field.
 
 accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients.
-perf: per family, every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
+perf: per family (scan, conv, dss, layer), every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
 """
 import copy
 
@@ -16,8 +16,11 @@ PRESETS = {
         "perf": {
             "scan": {"lengths": [256, 1024, 4096, 16384], "batch": 4, "channels": 256, "dtypes": ["float32"],
                      "modes": MODES, "backends": None},
+            "conv": {"lengths": [16, 64, 256, 1024, 2048, 4096], "batch": 2, "channels": 64, "dtypes": ["float32"],
+                     "modes": ["forward"], "backends": ["direct", "fft", "fft_fast"], "direct_max_len": 2048},
             "dss": {"lengths": [256, 1024, 4096], "batch": 2, "channels": 64, "modes_N": [64], "dtypes": ["float32"],
-                    "modes": ["forward"], "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked"],
+                    "modes": ["forward"],
+                    "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:assoc", "recurrent:chunked"],
                     "direct_max_len": 4096},
             "layer": {"lengths": [1024], "batch": 4, "channels": 128, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
@@ -31,6 +34,9 @@ PRESETS = {
         "perf": {
             "scan": {"lengths": [256, 1024, 4096, 16384, 65536], "batch": 4, "channels": 256,
                      "dtypes": ["float32", "float64"], "modes": MODES, "backends": None},
+            "conv": {"lengths": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384], "batch": 4, "channels": 256,
+                     "dtypes": ["float32", "float64"], "modes": MODES, "backends": ["direct", "fft", "fft_fast"],
+                     "direct_max_len": 4096},
             "dss": {"lengths": [256, 1024, 4096, 16384], "batch": 4, "channels": 256, "modes_N": [64, 512],
                     "dtypes": ["float32"], "modes": ["forward", "forward+backward"],
                     "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked", "recurrent:assoc"],
@@ -47,6 +53,8 @@ PRESETS = {
         "perf": {
             "scan": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
                      "backends": None},
+            "conv": {"lengths": [64, 1024], "batch": 2, "channels": 32, "dtypes": ["float32"], "modes": ["forward"],
+                     "backends": ["direct", "fft", "fft_fast"], "direct_max_len": 1024},
             "dss": {"lengths": [1024], "batch": 2, "channels": 32, "modes_N": [32], "dtypes": ["float32"],
                     "modes": ["forward"], "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked"],
                     "direct_max_len": 4096},
@@ -56,7 +64,7 @@ PRESETS = {
         "rounds": 3, "min_sample_s": 0.01, "memory": False,
     },
 }
-FAMILIES = ("scan", "dss", "layer")
+FAMILIES = ("scan", "conv", "dss", "layer")
 
 
 def preset(name):
