@@ -1,10 +1,11 @@
 """Judging a backend against the float64 oracle, with the tolerance it declared (impls/tolerances.py)."""
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from impls import conv_oracle, oracle
+from impls import conv_oracle, get_conv_backend, oracle
+from impls.conv import ORACLE_DIRECT_MAX_LEN
 from impls.dss import dss_error_scale, dss_oracle
 
 
@@ -117,10 +118,20 @@ def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234):
     return verdicts
 
 
+def conv_oracle_noise(scale):
+    """How far conv_oracle itself may be off: nothing where it is direct float64, the float64 FFT's
+    normwise tolerance where it is FFT. Without this, the exact `direct` backend "failed" at
+    L = 4099 in float64 against an FFT reference 20x noisier than direct's elementwise tolerance."""
+    if scale.shape[1] <= ORACLE_DIRECT_MAX_LEN or scale.numel() == 0:
+        return 0.0
+    return get_conv_backend("fft").tolerance(torch.float64).rtol * float(scale.max())
+
+
 def check_conv(backend, u, K, gradients=True, seed=1234):
     """Verdicts for y and (when asked) grad_u, grad_K, against conv_oracle."""
     tol = backend.tolerance(u.dtype)
     scale = conv_oracle(u.detach().abs(), K.detach().abs())
+    tol = replace(tol, atol=tol.atol + conv_oracle_noise(scale))
     u_, K_ = (t.detach().clone().requires_grad_(gradients) for t in (u, K))
     ur, Kr = (_wide(t).requires_grad_(gradients) for t in (u, K))
     with torch.set_grad_enabled(gradients):

@@ -73,3 +73,10 @@ def test_longer_kernel_is_truncated_to_the_input():
     u, K = conv_inputs(1, 10, 2, torch.float64)
     longer = torch.cat([K, torch.randn(5, 2, dtype=torch.float64)])
     assert torch.equal(get_conv_backend("fft")(u, longer), get_conv_backend("fft")(u, K))
+
+
+def test_direct_in_float64_passes_beyond_the_direct_oracle():
+    """Past ORACLE_DIRECT_MAX_LEN the reference is float64 FFT; the verdict allows for its own noise."""
+    u, K = conv_inputs(1, ORACLE_DIRECT_MAX_LEN + 51, 2, torch.float64, "slow")
+    verdicts = check_conv(get_conv_backend("direct"), u, K, gradients=False)
+    assert all(v.passed for v in verdicts), verdicts
