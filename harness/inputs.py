@@ -71,9 +71,9 @@ def scan_inputs(batch, length, channels, dtype=torch.float32, gate_regime="sigmo
 def dss_parameters(modes, channels, dtype=torch.float32, decay="fast", seed=0, device="cpu"):
     """(Lambda (N,), C (H, N)) complex, for float dtype `dtype` of the input they will filter."""
     g = torch.Generator().manual_seed(seed)
-    low, high = {"fast": (-1, 1), "slow": (-9, -5)}[decay] if decay in DECAYS else (None, None)
-    if low is None:
+    if decay not in DECAYS:
         raise ValueError(f"unknown decay {decay!r}; known: {', '.join(DECAYS)}")
+    low, high = {"fast": (-1, 1), "slow": (-9, -5)}[decay]
     real = -torch.exp(low + (high - low) * torch.rand(modes, generator=g, dtype=torch.float64))
     imag = torch.randn(modes, generator=g, dtype=torch.float64).exp()
     C = torch.complex(torch.randn(channels, modes, generator=g, dtype=torch.float64),
