@@ -116,6 +116,7 @@ def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=T
             rows += _memory_rows(specs, unit_id, cases, device)
         run.add_unit(rows)
         del cases, runs
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache
     run.finish()
     return run

@@ -39,8 +39,6 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
     rows_path = meta_path.with_name(meta_path.name.replace(".meta.json", ".jsonl"))
     assert len({json.loads(line)["unit_id"] for line in rows_path.read_text().splitlines()}) == 2
 
-    calls.clear()
-    monkeypatch.setattr(accuracy, "_measure", real_measure)
     measured = []
     monkeypatch.setattr(accuracy, "_measure", lambda *a: measured.append(a[0]) or real_measure(*a))
     run = accuracy.run_accuracy(TINY, "cpu", tmp_path, progress=False)
