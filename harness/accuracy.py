@@ -1,6 +1,5 @@
 """The accuracy suite: every backend against the float64 oracle, outputs and gradients, one row per
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
-import torch
 from tqdm import tqdm
 
 from impls import conv_backends, scan_backends

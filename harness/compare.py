@@ -2,8 +2,6 @@
 by more than `factor` AND the two measured intervals [p20, p80] do not overlap."""
 from dataclasses import dataclass
 
-import pandas as pd
-
 KEY = ["family", "backend", "mode", "device", "dtype", "B", "L", "D", "N"]
 
 

@@ -5,7 +5,7 @@ bound memory. conv1d was the first choice and lost: float64 conv1d took 4.3 s at
 at L=4096 on this machine, and float32 conv1d was slowed 2-3.6x by subnormals in decaying kernels.
 """
 import torch
-from einops import einsum, rearrange
+from einops import einsum
 
 from ..backend import ConvBackend
 
