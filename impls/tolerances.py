@@ -88,6 +88,8 @@ TABLE = {
     **_both("scan", "torch_hop", _EXACT_SINGLE, _EXACT_DOUBLE),
     **_both("scan", "jax_assoc", _EXACT_SINGLE, _EXACT_DOUBLE),
     **_both("scan", "jax_scan", _EXACT_SINGLE, _EXACT_DOUBLE),
+    **_both("scan", "native", _EXACT_SINGLE, _EXACT_DOUBLE),
+    **_both("scan", "heinsen_chunked", _EXACT_SINGLE, _EXACT_DOUBLE),
     # Heinsen's error grows like eps * max_t |a*_t| (see impls/scan/heinsen.py). Measured in domain:
     # 9.4e-5 (float32) and 2.7e-12 (float64); outside it, up to 7x these tolerances. Every exact-zero
     # gate adds |log tiny| (87 in float32, 708 in float64) to the span, so a few zeros leave the domain.

@@ -26,6 +26,8 @@ REGISTRY = Registry("scan", {
     "heinsen": _module_loader("heinsen"),
     "chunked": _module_loader("chunked"),
     "torch_hop": _module_loader("torch_hop"),
+    "native": _module_loader("native"),
+    "heinsen_chunked": _module_loader("heinsen_chunked"),
     "jax_assoc": _jax_loader("jax_assoc"),
     "jax_scan": _jax_loader("jax_scan"),
 })

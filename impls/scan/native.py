@@ -1,0 +1,101 @@
+"""A compiled sequential scan at the memory-bandwidth floor: one pass forward, one fused pass back.
+
+    forward:  h_t = a_t * h_{t-1} + kv_t                          reads a, kv; writes h
+    backward: G_t = dL/dh_t + conj(a_{t+1}) G_{t+1}                reads dL/dh, a, h; writes
+              dL/dkv_t = G_t, dL/da_t = G_t conj(h_{t-1})          dL/dkv, dL/da (and dL/dh0)
+
+The loops are numba kernels (native_kernels.py), threaded over blocks of (B, D) with torch's
+intra-op thread count; no autograd graph over L. Non-contiguous inputs are made contiguous
+first (one copy). Where numba is missing the backend is listed unavailable, with the reason.
+"""
+import math
+
+import torch
+
+from ..backend import ALL_DTYPES, ScanBackend
+from .interface import SCAN_DOC
+
+CACHE_LINE = 64
+
+
+def _kernels():
+    from . import native_kernels
+
+    return native_kernels
+
+
+def _dense(t):
+    return t.detach().resolve_conj().resolve_neg().contiguous()
+
+
+def channel_block(batch, channels, threads, itemsize):
+    """Channels per job: whole rows when the batch alone spreads evenly over the threads (rows are
+    contiguous, so each job streams); else rows split into cache-line multiples so that the number
+    of jobs is a multiple of the thread count."""
+    parts = threads // math.gcd(batch, threads)
+    line = max(1, CACHE_LINE // itemsize)
+    block = -(-channels // parts)
+    block = -(-block // line) * line
+    return min(channels, max(block, line))
+
+
+def _launch_settings(a):
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)  # thread-local in numba: set on every call from this thread
+    return channel_block(a.shape[0], a.shape[2], threads, a.element_size())
+
+
+def _forward(a, kv, h0):
+    """(h, h_last, the dense a and starting state the backward needs)."""
+    a, kv = _dense(a), _dense(kv)
+    start = a.new_zeros(a.shape[0], a.shape[2]) if h0 is None else _dense(h0)
+    h = torch.empty_like(a)
+    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h.numpy(), _launch_settings(a))
+    return h, h[:, -1].clone(), a, start
+
+
+class _NativeScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, kv, h0):
+        h, h_last, a_dense, start = _forward(a, kv, h0)
+        ctx.save_for_backward(a_dense, h, start)
+        ctx.has_h0 = h0 is not None
+        ctx.set_materialize_grads(False)  # an unused h_last arrives as None: no (B, D) zeros to add
+        return h, h_last
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_last):
+        a, h, start = ctx.saved_tensors
+        grads = [torch.empty_like(a), torch.empty_like(a), torch.empty_like(start)]  # a, kv, h0
+        # h unused (only h_last): a zero upstream gradient costs one extra pass, on a rare path
+        grad_h = _dense(grad_h) if grad_h is not None else torch.zeros_like(a)
+        grad_last = _dense(grad_last) if grad_last is not None else torch.zeros_like(start)
+        block = _launch_settings(a)
+        _kernels().backward(grad_h.numpy(), grad_last.numpy(), a.numpy(), h.numpy(), start.numpy(),
+                            *(g.numpy() for g in grads), block)
+        return grads[0], grads[1], grads[2] if ctx.has_h0 else None
+
+
+def scan(a, kv, h0=None):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
+        return _NativeScan.apply(a, kv, h0)
+    return _forward(a, kv, h0)[:2]
+
+
+scan.__doc__ = SCAN_DOC
+
+
+def _unavailable_reason():
+    try:
+        import numba  # noqa: F401
+    except ImportError as error:
+        return f"numba is not installed ({error}); pip install 'numba>=0.60'"
+    return None
+
+
+def load():
+    return ScanBackend(name="native", kind="scan", fn=scan, dtypes=ALL_DTYPES, devices=("cpu",),
+                       unavailable_reason=_unavailable_reason(),
+                       description="compiled sequential pass (numba), fused backward, threaded over (B, D) blocks")
