@@ -74,6 +74,9 @@ def _perf_flags(parser):
     parser.add_argument("--modes", type=_list_of(str, _known(sweeps.MODES, "mode")), help="forward,forward+backward")
     parser.add_argument("--rounds", type=_positive_int, help="interleaved timing rounds")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    parser.add_argument("--threads", type=_positive_int,
+                        help="intra-op threads for torch and numba (default: torch's, all cores); recorded in every "
+                             "row and in the machine folder's name")
 
 
 def build_parser():
@@ -217,8 +220,23 @@ def cmd_import(args):
     return 0
 
 
+def set_threads(count):
+    """Before anything reads the machine info, so that every row and the folder name carry it. JAX's
+    CPU backend keeps its own pool; at one thread its Eigen ops are kept single-threaded too."""
+    import os
+
+    import torch
+
+    if count is None:
+        return
+    if count == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    torch.set_num_threads(count)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    set_threads(getattr(args, "threads", None))
     if args.command == "list":
         return cmd_list()
     if args.command == "report":

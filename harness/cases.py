@@ -11,6 +11,7 @@ from impls import GSS, SimpleGateLoopLayer, dss_forward, get_conv_backend, get_s
 from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
+from .floor import floor_pass
 from .inputs import conv_inputs, dss_parameters, scan_inputs
 from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
 
@@ -64,11 +65,12 @@ def scan_case(spec):
 
 
 def floor_case(spec):
-    """The physical floor: one fused elementwise op reading two (B, L, D) tensors and writing a third."""
+    """The bandwidth floor for the spec's mode (floor.py); backend 'floor_prealloc' writes into buffers
+    made once instead of fresh ones."""
     dtype, device = DTYPES[spec["dtype"]], spec["device"]
     x, y, _ = scan_inputs(spec["B"], spec["L"], spec["D"], dtype, with_h0=False, device=device)
-    out = torch.empty_like(x)
-    return Case(spec, lambda: torch.mul(x, y, out=out), 3 * x.numel() * _itemsize(dtype), spec["B"] * spec["L"])
+    floor = floor_pass(x, y, spec["mode"], preallocated=spec["backend"] == "floor_prealloc")
+    return Case(spec, floor.run, floor.tensors * x.numel() * _itemsize(dtype), spec["B"] * spec["L"])
 
 
 def conv_case(spec):

@@ -48,7 +48,8 @@ def cpu_peaks(specs, timeout_s=600):
     """Peak bytes per spec, measured in one fresh worker process; None where a case failed."""
     if not specs:
         return []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the worker measures at the sweep's thread count
     request = "".join(json.dumps(spec) + "\n" for spec in specs)
     done = subprocess.run([sys.executable, "-m", "harness.memory_worker"], input=request, capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=timeout_s)

@@ -10,7 +10,8 @@ from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
 from .timing import SPREAD_LIMIT, interleaved, ratio_to_floor, seconds_per_call
 
-FLOOR = "floor"
+# each floor (floor.py) and the metric holding a case's per-round ratio to it
+FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
 
 
 def default_backends(family):
@@ -64,7 +65,7 @@ def _checked(spec, unit_id, rows, cold_s):
     return None
 
 
-def _timing_rows(spec, unit_id, case, timing, floor):
+def _timing_rows(spec, unit_id, case, timing, floors):
     note = f"spread {timing.spread:.0%} of median > {SPREAD_LIMIT:.0%}" if timing.spread > SPREAD_LIMIT else ""
     rows = [_row(spec, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note),
             _row(spec, unit_id, "compile_s", timing.compile_s, "s")]
@@ -72,9 +73,10 @@ def _timing_rows(spec, unit_id, case, timing, floor):
         rows.append(_row(spec, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
     if case.bytes_moved:
         rows.append(_row(spec, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
-        if floor is not None and spec["backend"] != FLOOR:
-            multiple = ratio_to_floor(timing, floor[1], case.bytes_moved, floor[0].bytes_moved)
-            rows.append(_row(spec, unit_id, "floor_multiple", multiple, "x"))
+        if spec["backend"] not in FLOORS:
+            for name, (floor_case, floor_timing) in floors.items():
+                multiple = ratio_to_floor(timing, floor_timing, case.bytes_moved, floor_case.bytes_moved)
+                rows.append(_row(spec, unit_id, FLOORS[name], multiple, "x"))
     return rows
 
 
@@ -100,18 +102,16 @@ def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=T
             case = _checked(spec, unit_id, rows, cold_s)
             if case is not None:
                 cases[spec["backend"]] = case
-        floor_spec = dict(specs[0], backend=FLOOR) if specs else None
-        needs_floor = floor_spec is not None and any(c.bytes_moved for c in cases.values())
-        floor_case = build(dict(floor_spec, family=FLOOR)) if needs_floor else None
-        runs = {name: case.run for name, case in cases.items()}
-        if floor_case is not None:
-            runs[FLOOR] = floor_case.run
+        needs_floor = any(c.bytes_moved for c in cases.values())
+        floor_specs = [dict(specs[0], backend=name) for name in FLOORS] if needs_floor else []
+        floor_cases = {s["backend"]: build(dict(s, family="floor")) for s in floor_specs}
+        runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
         timings = interleaved(runs, device, rounds, min_sample_s, cold_s) if runs else {}
-        floor = (floor_case, timings[FLOOR]) if floor_case is not None else None
-        for spec in specs + ([floor_spec] if floor_case is not None else []):
+        floors = {name: (case, timings[name]) for name, case in floor_cases.items()}
+        for spec in specs + floor_specs:
             if spec["backend"] in timings:
-                case = floor_case if spec["backend"] == FLOOR else cases[spec["backend"]]
-                rows += _timing_rows(spec, unit_id, case, timings[spec["backend"]], floor)
+                case = floor_cases.get(spec["backend"]) or cases[spec["backend"]]
+                rows += _timing_rows(spec, unit_id, case, timings[spec["backend"]], floors)
         if memory:
             rows += _memory_rows(specs, unit_id, cases, device)
         run.add_unit(rows)

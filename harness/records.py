@@ -26,7 +26,7 @@ SCHEMA = {
     "suite": "accuracy | perf | benchmark",
     "family": "scan | dss | layer",
     "unit_id": "the resumable unit (a case, or an interleaved group of cases)",
-    "backend": "scan or conv backend, DSS path ('conv:fft', 'recurrent:chunked'), layer path, or 'floor'",
+    "backend": "scan or conv backend, DSS path ('conv:fft', 'recurrent:chunked'), layer path, 'floor' or 'floor_prealloc'",
     "mode": "forward | forward+backward (perf); the quantity checked (accuracy)",
     "device": "cpu | cuda",
     "dtype": "float32 | float64 | complex64 | complex128",
@@ -38,7 +38,7 @@ SCHEMA = {
     "unit": "s, bytes, GB/s, x (ratio), 1 (flag), tokens/s",
     "note": "why a row has no speed figure, domain violations, spread warnings",
     "timestamp": "UTC time the row was measured",
-    "machine_id": "folder under reports/", "cpu": "CPU model", "threads": "torch threads", "gpu": "GPU name",
+    "machine_id": "folder under reports/", "cpu": "CPU model", "threads": "torch intra-op threads (perf --threads)", "gpu": "GPU name",
     "cuda": "CUDA version of torch", "torch": "torch version", "jax": "JAX version", "python": "Python version",
     "commit": "git commit measured", "dirty": "whether the tree had uncommitted changes",
 }

@@ -60,8 +60,8 @@ def accuracy_tables(rows):
 def perf_table(rows):
     """One row per (family, dtype, mode, L, backend) with every metric as a column."""
     keys = ["family", "dtype", "mode", "L", "N", "B", "D", "backend"]
-    values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "peak_bytes", "worst_ratio",
-                                       "compile_s", "tokens_per_s"])]
+    values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "peak_bytes",
+                                       "worst_ratio", "compile_s", "tokens_per_s"])]
     wide = values.assign(value=pd.to_numeric(values["value"], errors="coerce")).pivot_table(
         index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     times = rows[rows["metric"] == "time_s"].set_index(keys)
@@ -86,6 +86,8 @@ def perf_markdown(table):
                                      if pd.notna(t) else "-" for t, lo, hi in zip(group.get("time_s"), group["p20"], group["p80"])],
             "GB/s": [_fmt(v, ".3g") for v in group.get("gbps", pd.Series(index=group.index, dtype=float))],
             "x floor": [_fmt(v, ".3g") for v in group.get("floor_multiple", pd.Series(index=group.index, dtype=float))],
+            "x floor (prealloc)": [_fmt(v, ".3g") for v in
+                                   group.get("floor_multiple_prealloc", pd.Series(index=group.index, dtype=float))],
             "peak MiB": [_fmt(v / 2 ** 20, ".4g") for v in group.get("peak_bytes", pd.Series(index=group.index, dtype=float))],
             "compile (s)": [_fmt(v, ".2g") for v in group.get("compile_s", pd.Series(index=group.index, dtype=float))],
             "err / tol": [_fmt(v, ".2g") for v in group.get("worst_ratio", pd.Series(index=group.index, dtype=float))],
@@ -105,7 +107,9 @@ def plot_times(table, path, title):
         group = group.dropna(subset=["time_s"]).sort_values("L")
         if group.empty:
             continue
-        style = dict(color="black", linestyle="--", linewidth=2) if backend == "floor" else dict(marker="o")
+        floors = {"floor": dict(color="black", linestyle="--", linewidth=2),
+                  "floor_prealloc": dict(color="grey", linestyle=":", linewidth=2)}
+        style = floors.get(backend, dict(marker="o"))
         ax.plot(group["L"], group["time_s"], label=backend, **style)
     ax.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="median time (s)", title=title)
     ax.grid(True, which="both", alpha=0.3)
@@ -160,8 +164,9 @@ def render_machine(machine_dir):
                 plot_times(group, plots / name, f"{family} · {dtype} · {mode}" + (f" · N={N}" if N else ""))
                 images.append(f"![{name}](plots/{name})")
             text = (GENERATED + f"# Performance: {suite}\n\nMedian of interleaved rounds; `x floor` is the per-round "
-                    "ratio to a fused elementwise op moving the same bytes at the same size, measured in the same "
-                    "rounds. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
+                    "ratio to the bandwidth floor (harness/floor.py: fused elementwise passes moving the bytes the case "
+                    "must move, allocating their outputs as every backend does), measured in the same rounds; "
+                    "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
                     "time.\n" + perf_markdown(table) + "\n" + "\n".join(images) + "\n")
         atomic_write_text(machine_dir / f"{suite}.md", text)
         links.append((suite, rows_path))

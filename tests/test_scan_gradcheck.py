@@ -17,6 +17,19 @@ def test_gradcheck(name, dtype, gate_regime, length):
     assert torch.autograd.gradcheck(lambda *xs: backend(*xs), inputs, eps=1e-6, atol=1e-7)
 
 
+CHUNKED = [name for name in ("chunked", "heinsen_chunked", "native") if name in DIFFERENTIABLE]
+
+
+@pytest.mark.parametrize("name", CHUNKED)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["float64", "complex128"])
+def test_gradcheck_across_chunk_and_block_boundaries(name, dtype):
+    """L = 37 spans several chunks (8 and 16 steps) and backward blocks (16 steps)."""
+    backend = BACKENDS[name]
+    a, kv, h0 = scan_inputs(1, 37, 2, dtype, gate_regime="zeros", seed=37)
+    inputs = tuple(t.requires_grad_() for t in (a, kv, h0))
+    assert torch.autograd.gradcheck(lambda *xs: backend(*xs), inputs, eps=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", DIFFERENTIABLE)
 def test_gradient_at_exact_zero_gate_is_previous_state(name):
     """dh_t/da_t = h_{t-1}, also where a_t == 0: clamping log(a) (the seed's Heinsen) gives 0 there."""

@@ -6,7 +6,8 @@ from impls import BackendUnavailableError, all_scan_backends, get_scan_backend, 
 from impls.backend import Registry, ScanBackend
 from scan_params import BACKENDS, backend_dtype_params
 
-EXPECTED_NAMES = {"sequential", "assoc", "heinsen", "chunked", "torch_hop", "jax_assoc", "jax_scan"}
+EXPECTED_NAMES = {"sequential", "assoc", "heinsen", "heinsen_chunked", "chunked", "torch_hop", "native", "jax_assoc",
+                  "jax_scan"}
 
 
 def test_every_named_backend_is_registered():

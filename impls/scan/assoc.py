@@ -17,24 +17,17 @@ def _interleave(even, odd, length):  # (b ceil(l/2) d), (b floor(l/2) d) -> (b l
     return rearrange(torch.stack([even, odd], dim=2), "b n two d -> b (n two) d")[:, :length]
 
 
-def _prefixes(a, h, need_gates):
+def assoc_states(a, h):  # (b l d) -> (b l d)
+    """States only: the recursion needs the pair-combined gates, never the gate prefix products."""
     length = a.shape[1]
     if length == 1:
-        return a, h
+        return h
     a_left, a_right = a[:, 0:length - 1:2], a[:, 1::2]  # pairs (2i, 2i+1)
     h_left, h_right = h[:, 0:length - 1:2], h[:, 1::2]
-    A_odd, H_odd = _prefixes(a_right * a_left, a_right * h_left + h_right, need_gates=True)
+    H_odd = assoc_states(a_right * a_left, a_right * h_left + h_right)
     a_even, h_even = a[:, 2::2], h[:, 2::2]
-    n = a_even.shape[1]
-    H_even = torch.cat([h[:, :1], a_even * H_odd[:, :n] + h_even], dim=1)
-    A = None
-    if need_gates:
-        A = _interleave(torch.cat([a[:, :1], a_even * A_odd[:, :n]], dim=1), A_odd, length)
-    return A, _interleave(H_even, H_odd, length)
-
-
-def assoc_states(a, kv):  # (b l d) -> (b l d)
-    return _prefixes(a, kv, need_gates=False)[1]
+    H_even = torch.cat([h[:, :1], a_even * H_odd[:, :a_even.shape[1]] + h_even], dim=1)
+    return _interleave(H_even, H_odd, length)
 
 
 scan = scan_from_core(assoc_states)

@@ -16,6 +16,7 @@ from ..backend import ALL_DTYPES, ScanBackend
 from .interface import SCAN_DOC
 
 CACHE_LINE = 64
+BACKWARD_STEPS = 16  # time steps per block of the backward pass (native_kernels.backward)
 
 
 def _kernels():
@@ -39,31 +40,45 @@ def channel_block(batch, channels, threads, itemsize):
     return min(channels, max(block, line))
 
 
-def _launch_settings(a):
+def use_torch_thread_count():
+    """numba's thread count := torch's intra-op count (capped at numba's pool). numba's setting is
+    thread-local, so it is checked on every call, but set only when it differs: setting it before
+    every launch made alternating forward and backward kernels 20x slower (OpenMP team rebuilt)."""
     import numba
 
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)  # thread-local in numba: set on every call from this thread
-    return channel_block(a.shape[0], a.shape[2], threads, a.element_size())
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+    return threads
+
+
+def _launch_settings(a):
+    return channel_block(a.shape[0], a.shape[2], use_torch_thread_count(), a.element_size())
 
 
 def _forward(a, kv, h0):
-    """(h, h_last, the dense a and starting state the backward needs)."""
+    """(h, dense a) for a backward to keep."""
     a, kv = _dense(a), _dense(kv)
-    start = a.new_zeros(a.shape[0], a.shape[2]) if h0 is None else _dense(h0)
+    start = _NO_STATE.get(a.dtype) if h0 is None else _dense(h0)
+    if start is None:
+        start = _NO_STATE.setdefault(a.dtype, torch.zeros(1, 1, dtype=a.dtype))
     h = torch.empty_like(a)
-    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h.numpy(), _launch_settings(a))
-    return h, h[:, -1].clone(), a, start
+    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))
+    return h, a
+
+
+_NO_STATE = {}  # dtype -> a (1, 1) placeholder passed as h0 when there is none
 
 
 class _NativeScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, kv, h0):
-        h, h_last, a_dense, start = _forward(a, kv, h0)
+        h, a_dense = _forward(a, kv, h0)
+        start = a_dense.new_zeros(a.shape[0], a.shape[2]) if h0 is None else _dense(h0)
         ctx.save_for_backward(a_dense, h, start)
         ctx.has_h0 = h0 is not None
         ctx.set_materialize_grads(False)  # an unused h_last arrives as None: no (B, D) zeros to add
-        return h, h_last
+        return h, h[:, -1].clone()  # a separate tensor: autograd outputs that view each other need care
 
     @staticmethod
     def backward(ctx, grad_h, grad_last):
@@ -73,15 +88,18 @@ class _NativeScan(torch.autograd.Function):
         grad_h = _dense(grad_h) if grad_h is not None else torch.zeros_like(a)
         grad_last = _dense(grad_last) if grad_last is not None else torch.zeros_like(start)
         block = _launch_settings(a)
+        sink = a.new_empty(a.shape[0] * -(-a.shape[2] // block))
         _kernels().backward(grad_h.numpy(), grad_last.numpy(), a.numpy(), h.numpy(), start.numpy(),
-                            *(g.numpy() for g in grads), block)
+                            *(g.numpy() for g in grads), block, BACKWARD_STEPS,
+                            max(1, CACHE_LINE // a.element_size()), sink.numpy())
         return grads[0], grads[1], grads[2] if ctx.has_h0 else None
 
 
 def scan(a, kv, h0=None):
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
         return _NativeScan.apply(a, kv, h0)
-    return _forward(a, kv, h0)[:2]
+    h = _forward(a, kv, h0)[0]
+    return h, h[:, -1]
 
 
 scan.__doc__ = SCAN_DOC
