@@ -36,13 +36,19 @@ def _jax_version():
     return jax.__version__
 
 
-@cache
 def machine_info():
+    """The machine and code state; the thread count is read on every call (perf --threads sets it)."""
+    info = {**_static_info(), "threads": torch.get_num_threads()}
+    info["machine_id"] = machine_id(info)
+    return info
+
+
+@cache
+def _static_info():
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-    info = {
+    return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
         "gpu": gpu,
         "cuda": torch.version.cuda or "",
         "torch": torch.__version__,
@@ -51,8 +57,6 @@ def machine_info():
         "commit": _git("rev-parse", "--short=12", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
     }
-    info["machine_id"] = machine_id(info)
-    return info
 
 
 def machine_id(info):

@@ -62,3 +62,16 @@ def test_perf_report_and_compare_end_to_end(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "0 regression" in done.stdout
+
+
+def test_perf_threads_are_recorded_in_every_row_and_the_folder_name(tmp_path):
+    args = ["perf", "--preset", "ci", "--family", "scan", "--backends", "assoc", "--lengths", "16", "--batch", "1",
+            "--channels", "2", "--modes", "forward", "--rounds", "1", "--no-progress", "--no-memory", "--threads", "1",
+            "--reports", str(tmp_path)]
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    [rows_path] = tmp_path.glob("*/runs/perf-scan-*.jsonl")
+    assert rows_path.parent.parent.name.endswith("-1t")
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    assert rows and {r["threads"] for r in rows} == {1}
+    assert {"floor", "floor_prealloc"} <= {r["backend"] for r in rows}

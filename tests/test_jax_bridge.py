@@ -36,3 +36,14 @@ def test_autograd_matches_torch(dtype):
     reference = torch.autograd.grad(x * torch.sin(y), (x, y), g)
     for got, want in zip(ours, reference):
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128], ids=str)
+def test_fast_cpu_import_agrees_with_jax_from_dlpack(dtype):
+    """to_jax skips jax.dlpack.from_dlpack's CPU overheads (impls/jax_bridge.py); the values must not change,
+    conjugate views included."""
+    tensor = torch.randn(3, 4, dtype=dtype)
+    view = tensor.conj() if dtype.is_complex else tensor
+    ours = to_jax(view)
+    theirs = jax.dlpack.from_dlpack(view.resolve_conj().contiguous())
+    assert ours.dtype == theirs.dtype and (ours == theirs).all()
