@@ -11,15 +11,20 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always")
+def _job_span(job, block, channels):
+    """(batch row, first channel, width) of job number `job`, with ceil(channels / block) jobs a row."""
+    blocks = (channels + block - 1) // block
+    d0 = (job % blocks) * block
+    return job // blocks, d0, min(block, channels - d0)
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def forward(a, kv, h0, has_h0, h, block):  # (B, L, D) x2, (B, D), out (B, L, D)
     """h_t = a_t * h_{t-1} + kv_t, h_{-1} = h0 (zero when not has_h0; h0 is then never read)."""
     batch, length, channels = a.shape
-    blocks = (channels + block - 1) // block
-    for job in prange(batch * blocks):
-        b = job // blocks
-        d0 = (job % blocks) * block
-        width = min(block, channels - d0)
+    for job in prange(batch * ((channels + block - 1) // block)):
+        b, d0, width = _job_span(job, block, channels)
         state = h0[b, d0:d0 + width].copy() if has_h0 else np.zeros(width, a.dtype)
         for t in range(length):
             a_t, kv_t, h_t = a[b, t, d0:d0 + width], kv[b, t, d0:d0 + width], h[b, t, d0:d0 + width]
@@ -44,11 +49,8 @@ def backward(grad_h, grad_last, a, h, h0, grad_a, grad_kv, grad_h0, block, steps
     backwards from cache. `sink` receives the values read so that the compiler keeps the reads.
     """
     batch, length, channels = a.shape
-    blocks = (channels + block - 1) // block
-    for job in prange(batch * blocks):
-        b = job // blocks
-        d0 = (job % blocks) * block
-        width = min(block, channels - d0)
+    for job in prange(batch * ((channels + block - 1) // block)):
+        b, d0, width = _job_span(job, block, channels)
         carry = grad_last[b, d0:d0 + width].copy()  # conj(a_{t+1}) G_{t+1}; at t = L-1, dL/dh_last
         touched = carry[0] * 0
         end = length
