@@ -60,18 +60,19 @@ def _launch_settings(a):
     return channel_block(a.shape[0], a.shape[2], use_torch_thread_count(), a.element_size())
 
 
+@functools.cache
+def _no_state(dtype):
+    """The (1, 1) placeholder passed as h0 when there is none (the kernel never reads it)."""
+    return torch.zeros(1, 1, dtype=dtype)
+
+
 def _forward(a, kv, h0):
     """(h, dense a) for a backward to keep."""
     a, kv = _dense(a), _dense(kv)
-    start = _NO_STATE.get(a.dtype) if h0 is None else _dense(h0)
-    if start is None:
-        start = _NO_STATE.setdefault(a.dtype, torch.zeros(1, 1, dtype=a.dtype))
+    start = _no_state(a.dtype) if h0 is None else _dense(h0)
     h = torch.empty_like(a)
     _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))
     return h, a
-
-
-_NO_STATE = {}  # dtype -> a (1, 1) placeholder passed as h0 when there is none
 
 
 class _NativeScan(torch.autograd.Function):
