@@ -13,6 +13,7 @@ from . import tolerances, validation
 
 REAL_DTYPES = (torch.float32, torch.float64)
 ALL_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128)
+HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 class BackendUnavailableError(RuntimeError):

@@ -28,6 +28,7 @@ REGISTRY = Registry("scan", {
     "torch_hop": _module_loader("torch_hop"),
     "native": _module_loader("native"),
     "heinsen_chunked": _module_loader("heinsen_chunked"),
+    "triton": _module_loader("triton"),
     "jax_assoc": _jax_loader("jax_assoc"),
     "jax_scan": _jax_loader("jax_scan"),
 })
