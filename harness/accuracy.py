@@ -2,35 +2,40 @@
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
 from tqdm import tqdm
 
-from impls import conv_backends, scan_backends
+from impls import all_scan_backends, conv_backends
 
 from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
 from .records import open_run
+from .support import runnable, skipped_row, skipped_rows
 from .verify import check_conv, check_scan
 
 VERDICT_METRICS = {"max_abs_err": "", "rms_rel_err": "", "worst_ratio": "x", "passed": "1"}
 
 
-def accuracy_units(config):
-    """(unit_id, spec) for every scan and conv case of the sweep, on the backends that support it."""
+def chosen_scan_backends(config):
+    chosen = config.get("backends")
+    return {name: b for name, b in all_scan_backends().items() if not chosen or name in chosen}
+
+
+def accuracy_units(config, device="cpu"):
+    """(unit_id, spec) for every scan and conv case of the sweep, on the backends that run on `device`
+    and take the dtype (the others: support.skipped_rows)."""
     chosen = config.get("backends")
     units = []
-    for name, backend in scan_backends().items():
-        if chosen and name not in chosen:
-            continue
+    for name, backend in chosen_scan_backends(config).items():
         for dtype in config["dtypes"]:
-            if DTYPES[dtype] not in backend.dtypes:
+            if not runnable(backend, device, dtype):
                 continue
             for gate in config["gate_regimes"]:
                 for kv in config["kv_regimes"]:
                     for length in config["lengths"]:
                         spec = dict(family="scan", backend=name, dtype=dtype, L=length, regime=f"{gate}/{kv}")
                         units.append((f"scan|{name}|{dtype}|{gate}/{kv}|{length}", spec))
-    for name in conv_backends():
+    for name, backend in conv_backends().items():
         if chosen and name not in chosen:
             continue
-        for dtype in (d for d in config["dtypes"] if not DTYPES[d].is_complex):
+        for dtype in (d for d in config["dtypes"] if runnable(backend, device, d)):
             for decay in DECAYS:
                 for length in config["lengths"]:
                     spec = dict(family="conv", backend=name, dtype=dtype, L=length, regime=decay)
@@ -43,9 +48,12 @@ def _measure(spec, config, device):
     batch, channels = config["batch"], config["channels"]
     gradients = length <= config["gradients_max_len"]
     if spec["family"] == "scan":
-        backend = scan_backends()[spec["backend"]]
+        backend = all_scan_backends()[spec["backend"]]
         gate, kv_regime = spec["regime"].split("/")
         a, kv, h0 = scan_inputs(batch, length, channels, dtype, gate, kv_regime, seed=length, device=device)
+        refused = backend.refusal(a, kv, h0)
+        if refused:
+            return None, refused
         outside = backend.tolerance(dtype).domain.violations(a)
         return check_scan(backend, a, kv, h0, gradients=gradients and backend.differentiable), outside
     backend = conv_backends()[spec["backend"]]
@@ -56,13 +64,21 @@ def _measure(spec, config, device):
 def run_accuracy(config, device, reports_dir, resume=True, progress=True):
     run = open_run(reports_dir, "accuracy", {**config, "device": device}, resume=resume)
     done = run.done_units()
-    for unit_id, spec in tqdm(accuracy_units(config), desc="accuracy", disable=not progress):
+    skipped = [r for r in skipped_rows("accuracy", "scan", chosen_scan_backends(config), device, config["dtypes"])
+               if r["unit_id"] not in done]
+    if skipped:
+        run.add_unit(skipped)
+    for unit_id, spec in tqdm(accuracy_units(config, device), desc="accuracy", disable=not progress):
         if unit_id in done:
             continue
         verdicts, outside = _measure(spec, config, device)
+        where = dict(B=config["batch"], L=spec["L"], D=config["channels"], N=0, regime=spec["regime"])
+        if verdicts is None:  # the backend's declared limits refuse these inputs
+            row = skipped_row("accuracy", spec["family"], spec["backend"], device, spec["dtype"], outside, **where)
+            run.add_unit([dict(row, unit_id=unit_id)])
+            continue
         base = dict(suite="accuracy", family=spec["family"], unit_id=unit_id, backend=spec["backend"], device=device,
-                    dtype=spec["dtype"], B=config["batch"], L=spec["L"], D=config["channels"], N=0,
-                    regime=spec["regime"], note="; ".join(outside))
+                    dtype=spec["dtype"], **where, note="; ".join(outside))
         rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)
                 for v in verdicts for metric, unit in VERDICT_METRICS.items()]
         rows.append(dict(base, mode="inputs", metric="in_domain", value=float(not outside), unit="1"))

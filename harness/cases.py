@@ -16,7 +16,7 @@ from .inputs import conv_inputs, dss_parameters, scan_inputs
 from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
-          "complex128": torch.complex128}
+          "complex128": torch.complex128, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKWARD = "forward+backward"
 
 
@@ -27,6 +27,7 @@ class Case:
     bytes_moved: int  # the least traffic the computation needs (its floor); 0 when no floor applies
     tokens: int
     check: Optional[Callable[[], list]] = None  # verdicts against the oracle; None: nothing to check
+    refusal: Optional[str] = None  # why the backend's declared limits refuse these inputs; then run is never called
 
 
 def _itemsize(dtype):
@@ -61,7 +62,8 @@ def scan_case(spec):
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv
     tensors = 8 if spec["mode"] == BACKWARD else 3
     check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=spec["mode"] == BACKWARD)
-    return Case(spec, run, tensors * elements * _itemsize(dtype), spec["B"] * spec["L"], check)
+    return Case(spec, run, tensors * elements * _itemsize(dtype), spec["B"] * spec["L"], check,
+                backend.refusal(a, kv, None))
 
 
 def floor_case(spec):

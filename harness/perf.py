@@ -3,28 +3,41 @@ oracle, times the ones that pass interleaved with the bandwidth floor, and measu
 import torch
 from tqdm import tqdm
 
-from impls import scan_backends
+from impls import all_scan_backends
 
 from .cases import build
 from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
+from .support import runnable, skipped_rows
 from .timing import SPREAD_LIMIT, interleaved, ratio_to_floor, seconds_per_call
 
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
 
 
-def default_backends(family):
+def default_backends(family, device="cpu"):
+    """Every scan backend that runs on `device` (the others are recorded as skipped), or the layers over them."""
+    scans = [name for name, b in all_scan_backends().items() if runnable(b, device)]
     if family == "scan":
-        return list(scan_backends())
+        return scans
     if family == "layer":
-        return [f"gate_loop:{name}" for name in scan_backends()] + ["gss:conv:fft", "gss:recurrent:chunked"]
+        return [f"gate_loop:{name}" for name in scans] + ["gss:conv:fft", "gss:recurrent:chunked"]
     raise ValueError(f"family {family!r} needs an explicit backend list")
+
+
+def _scan_skips(config, device):
+    """`skipped` rows for the scan backends this sweep leaves out on `device` or in one of its dtypes."""
+    named = config.get("backends")
+    backends = {n: b for n, b in all_scan_backends().items() if not named or n in named}
+    return skipped_rows("perf", "scan", backends, device, config["dtypes"])
 
 
 def perf_groups(family, config, device):
     """(unit_id, [spec, ...]) per group of cases compared in one interleaved measurement."""
-    backends = config.get("backends") or default_backends(family)
+    backends = config.get("backends") or default_backends(family, device)
+    if family == "scan":
+        scans = all_scan_backends()
+        backends = [name for name in backends if runnable(scans[name], device)]
     groups = []
     for dtype in config["dtypes"]:
         for length in config["lengths"]:
@@ -33,7 +46,8 @@ def perf_groups(family, config, device):
                     specs = [dict(family=family, backend=name, mode=mode, device=device, dtype=dtype, B=config["batch"],
                                   L=length, D=config["channels"], N=modes)
                              for name in backends
-                             if not (name in ("direct", "conv:direct") and length > config.get("direct_max_len", length))]
+                             if not (name in ("direct", "conv:direct") and length > config.get("direct_max_len", length))
+                             and (family != "scan" or runnable(scans[name], device, dtype))]
                     groups.append((f"{family}|{dtype}|{length}|{modes}|{mode}", specs))
     return groups
 
@@ -50,6 +64,9 @@ def _checked(spec, unit_id, rows, cold_s):
     Its first call is timed before anything else touches that shape: that is the compile time.
     """
     case = build(spec)
+    if case.refusal:
+        rows.append(_row(spec, unit_id, "time_s", None, "s", note=f"cannot take these inputs: {case.refusal}"))
+        return None
     cold_s[spec["backend"]] = seconds_per_call(case.run, 1, spec["device"])
     if case.check is None:
         return case
@@ -94,6 +111,9 @@ def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=T
     settings = {**config, "device": device, "rounds": rounds, "min_sample_s": min_sample_s, "memory": memory}
     run = open_run(reports_dir, f"perf-{family}", settings, resume=resume)
     done = run.done_units()
+    skipped = [r for r in (_scan_skips(config, device) if family == "scan" else []) if r["unit_id"] not in done]
+    if skipped:
+        run.add_unit(skipped)
     for unit_id, specs in tqdm(perf_groups(family, config, device), desc=f"perf {family}", disable=not progress):
         if unit_id in done:
             continue

@@ -72,6 +72,18 @@ def perf_table(rows):
     return wide.reset_index()
 
 
+def skipped_markdown(rows):
+    """The backends (and dtypes, and inputs) a run left out, with the reason each gave; '' when none."""
+    skipped = rows[rows["metric"] == "skipped"]
+    if skipped.empty:
+        return ""
+    cases = skipped.assign(where=[f"{r}, L = {n}" if r and n != "" else "" for r, n in zip(skipped["regime"], skipped["L"])])
+    table = (cases.groupby(["backend", "dtype", "note"], sort=False)["where"]
+             .agg(lambda w: f"{sum(1 for x in w if x)} cases, e.g. {next(x for x in w if x)}" if any(w) else "all")
+             .reset_index().rename(columns={"dtype": "dtype ('' = every)", "note": "why", "where": "cases"}))
+    return "\n## Not run here\n\n" + table.to_markdown(index=False) + "\n"
+
+
 def _fmt(value, spec):
     return "-" if pd.isna(value) else format(value, spec)
 
@@ -119,9 +131,9 @@ def plot_times(table, path, title):
     plt.close(fig)
 
 
-def plot_errors(ratio, path, title):
+def plot_errors(ratio, path, title, dtype=None):
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    outputs = ratio[ratio["kind"] == "output"]
+    outputs = ratio[(ratio["kind"] == "output") & ((ratio["dtype"] == dtype) if dtype else True)]
     worst = outputs.groupby(["backend", "dtype", "L"])["rms_rel"].max().reset_index()
     for (backend, dtype), group in worst.groupby(["backend", "dtype"]):
         ax.plot(group["L"], group["rms_rel"].clip(lower=1e-18), marker="o", label=f"{backend} {dtype}")
@@ -156,6 +168,13 @@ def render_machine(machine_dir):
             for family, part in ratio.groupby("family"):
                 plot_errors(part, plots / ("accuracy-error-vs-L.png" if family == "scan" else f"accuracy-{family}-error-vs-L.png"),
                             f"{family}: error vs L")
+            if (ratio["dtype"] == "bfloat16").any():
+                plot_errors(ratio[ratio["family"] == "scan"], plots / "accuracy-bfloat16-error-vs-L.png",
+                            "scan, bfloat16 inputs: error vs L (float64 oracle on the same bf16 inputs)", "bfloat16")
+                text += ("\n## bfloat16: error against L\n\nWhat training in bfloat16 costs each backend: a backend "
+                         "rounding every step in bf16 drifts with L, one accumulating in float32 stays at the output's "
+                         "own rounding.\n\n![bfloat16 error vs L](plots/accuracy-bfloat16-error-vs-L.png)\n")
+            text += skipped_markdown(rows)
         else:
             table = perf_table(rows)
             images = []
@@ -167,7 +186,7 @@ def render_machine(machine_dir):
                     "ratio to the bandwidth floor (harness/floor.py: fused elementwise passes moving the bytes the case "
                     "must move, allocating their outputs as every backend does), measured in the same rounds; "
                     "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
-                    "time.\n" + perf_markdown(table) + "\n" + "\n".join(images) + "\n")
+                    "time.\n" + perf_markdown(table) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
         atomic_write_text(machine_dir / f"{suite}.md", text)
         links.append((suite, rows_path))
     meta = _machine_meta(machine_dir, runs)

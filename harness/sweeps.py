@@ -1,11 +1,12 @@
 """Sweeps are data: presets that command-line flags override field by field.
 
 accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients.
+gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65536, float32 and bfloat16.
 perf: per family (scan, conv, dss, layer), every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
 """
 import copy
 
-SCAN_DTYPES = ["float32", "float64", "complex64", "complex128"]
+SCAN_DTYPES = ["float32", "float64", "complex64", "complex128", "bfloat16", "float16"]
 MODES = ["forward", "forward+backward"]
 
 PRESETS = {
@@ -42,6 +43,24 @@ PRESETS = {
                     "backends": ["conv:direct", "conv:fft", "conv:fft_fast", "recurrent:chunked", "recurrent:assoc"],
                     "direct_max_len": 4096},
             "layer": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
+                      "backends": None},
+        },
+        "rounds": 9, "min_sample_s": 0.05, "memory": True,
+    },
+    # the GPU table researchers compare kernels on: B * D = 12288 channels, L up to 65536
+    "gpu": {
+        "accuracy": {"lengths": [1, 127, 1024, 4099, 16384], "batch": 2, "channels": 64, "dtypes": SCAN_DTYPES,
+                     "gate_regimes": ["sigmoid", "long_memory", "zeros", "ones", "signed"],
+                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None},
+        "perf": {
+            "scan": {"lengths": [1024, 4096, 16384, 65536], "batch": 8, "channels": 1536,
+                     "dtypes": ["float32", "bfloat16"], "modes": MODES, "backends": None},
+            "conv": {"lengths": [256, 1024, 4096, 16384], "batch": 8, "channels": 256, "dtypes": ["float32"],
+                     "modes": MODES, "backends": ["direct", "fft", "fft_fast"], "direct_max_len": 4096},
+            "dss": {"lengths": [1024, 4096, 16384], "batch": 8, "channels": 256, "modes_N": [64], "dtypes": ["float32"],
+                    "modes": MODES, "backends": ["conv:fft", "conv:fft_fast", "recurrent:chunked"],
+                    "direct_max_len": 4096},
+            "layer": {"lengths": [1024, 4096], "batch": 8, "channels": 512, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
         },
         "rounds": 9, "min_sample_s": 0.05, "memory": True,

@@ -20,6 +20,10 @@ class BackendUnavailableError(RuntimeError):
     """The backend exists but cannot run in this environment; the message says why."""
 
 
+class UnsupportedInputError(ValueError):
+    """Valid inputs that this backend declares it cannot take (its `limits`), refused before it runs."""
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -30,6 +34,10 @@ class Backend:
     differentiable: bool = True
     description: str = ""
     unavailable_reason: Optional[str] = None
+    # (a, kv, h0) -> why this backend cannot take these inputs, or None: limits of a kernel that a
+    # dtype and device check cannot express (power-of-two lengths only, positive gates only)
+    limits: Optional[Callable] = None
+    device_note: str = ""  # how to run it on a device it does not list, where there is a way
 
     @property
     def available(self):
@@ -37,6 +45,26 @@ class Backend:
 
     def tolerance(self, dtype):
         return tolerances.lookup(self.kind, self.name, dtype)
+
+    def unsupported(self, device, dtype=None):
+        """Why this backend cannot run here on `device` (and `dtype`), or None when it can."""
+        if not self.available:
+            return f"unavailable: {self.unavailable_reason}"
+        device = torch.device(device).type
+        if device not in self.devices:
+            return f"runs on {', '.join(self.devices)} only" + (f" ({self.device_note})" if self.device_note else "")
+        if dtype is not None and dtype not in self.dtypes:
+            return f"does not take {str(dtype).removeprefix('torch.')}"
+        return None
+
+    def refusal(self, *inputs):
+        """Why this backend cannot take these (valid) inputs, or None."""
+        return self.limits(*inputs) if self.limits is not None else None
+
+    def _refuse(self, *inputs):
+        reason = self.refusal(*inputs)
+        if reason:
+            raise UnsupportedInputError(f"{self.kind} backend {self.name!r} cannot take these inputs: {reason}")
 
     def _require_available(self):
         if not self.available:
@@ -47,6 +75,7 @@ class ScanBackend(Backend):
     def __call__(self, a, kv, h0=None):
         self._require_available()
         validation.check_scan_inputs(self, a, kv, h0)
+        self._refuse(a, kv, h0)
         batch, length, channels = a.shape
         if length == 0:
             h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0

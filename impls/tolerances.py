@@ -81,7 +81,54 @@ _EXACT_DOUBLE = Tolerance(rtol=2e-14, atol=1e-300, grad_rtol=2e-14, domain=_EXAC
 _FFT_SINGLE = Tolerance(rtol=1e-5, atol=1e-30, grad_rtol=1e-5, norm="normwise")
 _FFT_DOUBLE = Tolerance(rtol=2e-14, atol=1e-300, grad_rtol=2e-14, norm="normwise")
 
+# Half precision (bfloat16 unit roundoff u = 2^-8, float16 u = 2^-11), measured over the accuracy
+# sweep's regimes for L <= 4099. Backends doing their arithmetic in the input dtype round every
+# step: a loop (sequential, jax_scan) reached 0.031 (bf16) and 0.0045 (fp16); a tree (assoc,
+# chunked, torch_hop, jax_assoc) 0.019 and 0.029, the fp16 figure from signed gates whose running
+# products sink into fp16's subnormals. float16 outputs below 6.1e-5 are subnormal, with an absolute
+# spacing of 2^-24 that no relative tolerance covers: hence the atol. `triton` accumulates in float32
+# and rounds once on store: at most u relative to |h| (measured 0.0039 and 0.00049), whatever L.
+_HALF_DOMAIN = Domain(max_len=4099, note="measured up to L = 4099; rounding every step grows with L")
+_HALF_LOOP = {torch.bfloat16: Tolerance(rtol=0.06, atol=1e-30, grad_rtol=0.06, domain=_HALF_DOMAIN),
+              torch.float16: Tolerance(rtol=0.01, atol=2 ** -22, grad_rtol=0.01, domain=_HALF_DOMAIN)}
+_HALF_TREE = {torch.bfloat16: Tolerance(rtol=0.04, atol=1e-30, grad_rtol=0.04, domain=_HALF_DOMAIN),
+              torch.float16: Tolerance(rtol=0.06, atol=2 ** -22, grad_rtol=0.06, domain=_HALF_DOMAIN)}
+_HALF_FLOAT32_ACCUMULATION = {
+    torch.bfloat16: Tolerance(rtol=8e-3, atol=1e-30, grad_rtol=8e-3, domain=_EXACT_DOMAIN),
+    torch.float16: Tolerance(rtol=1e-3, atol=2 ** -24, grad_rtol=1e-3, domain=_EXACT_DOMAIN)}
+
+
+def _half(kind, name, tolerances):
+    return {(kind, name, dtype): tol for dtype, tol in tolerances.items()}
+
+
 TABLE = {
+    **_half("scan", "sequential", _HALF_LOOP),
+    **_half("scan", "jax_scan", _HALF_LOOP),
+    **_half("scan", "assoc", _HALF_TREE),
+    **_half("scan", "chunked", _HALF_TREE),
+    **_half("scan", "torch_hop", _HALF_TREE),
+    **_half("scan", "jax_assoc", _HALF_TREE),
+    # heinsen_chunked's log-space chunk interiors in half: 0.077 (bf16) and 0.0078 (fp16), L <= 4099
+    **_half("scan", "heinsen_chunked", {
+        torch.bfloat16: Tolerance(rtol=0.15, atol=1e-30, grad_rtol=0.15, domain=_HALF_DOMAIN),
+        torch.float16: Tolerance(rtol=0.015, atol=2 ** -22, grad_rtol=0.015, domain=_HALF_DOMAIN)}),
+    **_half("scan", "triton", _HALF_FLOAT32_ACCUMULATION),
+    # The GPU peers, declared from their algorithms until a GPU accuracy run measures them (README:
+    # GPU): accelerated-scan scans in the input dtype (a tree, like assoc); fla's HGRN ops take
+    # log a, and exp(log a) costs up to eps * |log a| a step (heinsen's error, within 128-step
+    # chunks for chunk_hgrn). float64 is not taken: the kernels accumulate in float32.
+    ("scan", "accelerated_scan", torch.float32): _EXACT_SINGLE,
+    ("scan", "accelerated_scan_scalar", torch.float32): _EXACT_SINGLE,
+    **_half("scan", "accelerated_scan", _HALF_TREE),
+    **_half("scan", "accelerated_scan_scalar", _HALF_TREE),
+    ("scan", "fla_hgrn", torch.float32): Tolerance(rtol=2e-4, atol=1e-30, grad_rtol=2e-4,
+                                                   domain=Domain(max_log_span=1e3, note="gates a > 0 only")),
+    ("scan", "fla_hgrn_recurrent", torch.float32): Tolerance(rtol=2e-5, atol=1e-30, grad_rtol=2e-5,
+                                                             domain=Domain(note="gates a > 0 only")),
+    **_half("scan", "fla_hgrn", _HALF_FLOAT32_ACCUMULATION),
+    **_half("scan", "fla_hgrn_recurrent", _HALF_FLOAT32_ACCUMULATION),
+    **_both("scan", "triton", _EXACT_SINGLE, _EXACT_DOUBLE),
     **_both("scan", "sequential", _EXACT_SINGLE, _EXACT_DOUBLE),
     **_both("scan", "assoc", _EXACT_SINGLE, _EXACT_DOUBLE),
     **_both("scan", "chunked", _EXACT_SINGLE, _EXACT_DOUBLE),

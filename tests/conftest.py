@@ -1,5 +1,6 @@
 import os
 
+import triton_interpreter  # noqa: F401  (first: sets TRITON_INTERPRET before any kernel is defined)
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

@@ -6,8 +6,8 @@ from ..jax_bridge import import_jax
 from .sequential import oracle
 
 
-def _module_loader(module):
-    return lambda: importlib.import_module(f"{__name__}.{module}").load()
+def _module_loader(module, factory="load"):
+    return lambda: getattr(importlib.import_module(f"{__name__}.{module}"), factory)()
 
 
 def _jax_loader(module):
@@ -29,6 +29,10 @@ REGISTRY = Registry("scan", {
     "native": _module_loader("native"),
     "heinsen_chunked": _module_loader("heinsen_chunked"),
     "triton": _module_loader("triton"),
+    "accelerated_scan": _module_loader("accelerated_scan"),
+    "accelerated_scan_scalar": _module_loader("accelerated_scan", "load_scalar"),
+    "fla_hgrn": _module_loader("fla_hgrn"),
+    "fla_hgrn_recurrent": _module_loader("fla_hgrn", "load_recurrent"),
     "jax_assoc": _jax_loader("jax_assoc"),
     "jax_scan": _jax_loader("jax_scan"),
 })

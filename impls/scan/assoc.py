@@ -7,7 +7,7 @@ no padding to a power of two, depth log2(L).
 import torch
 from einops import rearrange
 
-from ..backend import ALL_DTYPES, ScanBackend
+from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
 from .interface import scan_from_core
 
 
@@ -34,5 +34,5 @@ scan = scan_from_core(assoc_states)
 
 
 def load():
-    return ScanBackend(name="assoc", kind="scan", fn=scan, dtypes=ALL_DTYPES,
+    return ScanBackend(name="assoc", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES,
                        description="odd/even associative scan in torch, any length")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..backend import ALL_DTYPES, ScanBackend
+from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
 from .assoc import assoc_states
 from .interface import scan_from_core
 
@@ -51,5 +51,5 @@ scan = scan_from_core(chunked_states, adjoint_backward=True)
 
 
 def load():
-    return ScanBackend(name="chunked", kind="scan", fn=scan, dtypes=ALL_DTYPES,
+    return ScanBackend(name="chunked", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES,
                        description=f"chunks of {CHUNK}: decay-matrix product inside, associative scan across")

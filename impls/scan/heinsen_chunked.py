@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..backend import ALL_DTYPES, ScanBackend
+from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
 from .assoc import assoc_states
 from .interface import scan_from_core
 
@@ -90,5 +90,5 @@ scan = scan_from_core(heinsen_chunked_states, adjoint_backward=True)
 
 
 def load():
-    return ScanBackend(name="heinsen_chunked", kind="scan", fn=scan, dtypes=ALL_DTYPES,
+    return ScanBackend(name="heinsen_chunked", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES,
                        description=f"log-space (running logsumexp) inside chunks of {CHUNK}, linear-space carry")

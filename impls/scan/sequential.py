@@ -1,7 +1,7 @@
 """A plain loop over L: the oracle every other backend is checked against."""
 import torch
 
-from ..backend import ALL_DTYPES, ScanBackend
+from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
 from .interface import scan_from_core
 
 
@@ -30,5 +30,5 @@ def oracle(a, kv, h0=None):
 
 
 def load():
-    return ScanBackend(name="sequential", kind="scan", fn=scan, dtypes=ALL_DTYPES,
+    return ScanBackend(name="sequential", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES,
                        description="plain loop over L; the oracle (in float64 via impls.scan.oracle)")

@@ -5,7 +5,7 @@ combine function to be traceable pointwise, which ours is, so CUDA inputs use it
 """
 import torch
 
-from ..backend import ALL_DTYPES, ScanBackend
+from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
 from .interface import scan_from_core
 
 
@@ -38,5 +38,5 @@ def _probe():
 
 
 def load():
-    return ScanBackend(name="torch_hop", kind="scan", fn=scan, dtypes=ALL_DTYPES, unavailable_reason=_probe(),
+    return ScanBackend(name="torch_hop", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, unavailable_reason=_probe(),
                        description="torch._higher_order_ops.associative_scan (generic on CPU, pointwise on CUDA)")

@@ -30,6 +30,9 @@ MAX_BLOCK_D = 32  # 128 contiguous bytes of float32 per tile row
 PROGRAMS_PER_SM = 4
 
 
+INTERPRETER_NOTE = "on a CPU only under the Triton interpreter: TRITON_INTERPRET=1 before import; slow, for tests"
+
+
 def interpreted():
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -185,7 +188,7 @@ def _unavailable_reason():
 def load():
     on = ("cpu",) if interpreted() else ("cuda",)
     return ScanBackend(name="triton", kind="scan", fn=scan, dtypes=REAL_DTYPES + HALF_DTYPES, devices=on,
-                       unavailable_reason=_unavailable_reason(),
+                       unavailable_reason=_unavailable_reason(), device_note=INTERPRETER_NOTE,
                        description="scanlab's Triton kernel: tiled associative scan, chunked over L when B*D is "
                                    "small, fused backward; float32 accumulation for half inputs"
                                    + (" (Triton interpreter: TRITON_INTERPRET=1)" if interpreted() else ""))
