@@ -8,7 +8,7 @@ from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
 from .records import open_run
 from .support import runnable, skipped_row, skipped_rows
-from .verify import check_conv, check_scan
+from .verify import check_conv, check_scan, scan_references
 
 VERDICT_METRICS = {"max_abs_err": "", "rms_rel_err": "", "worst_ratio": "x", "passed": "1"}
 
@@ -54,8 +54,10 @@ def _measure(spec, config, device):
         refused = backend.refusal(a, kv, h0)
         if refused:
             return None, refused
-        outside = backend.tolerance(dtype).domain.violations(a)
-        return check_scan(backend, a, kv, h0, gradients=gradients and backend.differentiable), outside
+        gradients = gradients and backend.differentiable
+        verdicts = check_scan(backend, a, kv, h0, gradients=gradients)
+        references = scan_references(a, kv, h0, gradients)
+        return verdicts, backend.tolerance(dtype).domain.violations(a, references=references)
     backend = conv_backends()[spec["backend"]]
     u, K = conv_inputs(batch, length, channels, dtype, spec["regime"], seed=length, device=device)
     return check_conv(backend, u, K, gradients=gradients), []

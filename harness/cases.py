@@ -11,7 +11,7 @@ from impls import GSS, SimpleGateLoopLayer, dss_forward, get_conv_backend, get_s
 from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
-from .floor import floor_pass
+from .floor import copy_pass, floor_pass
 from .inputs import conv_inputs, dss_parameters, scan_inputs
 from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
 
@@ -68,10 +68,13 @@ def scan_case(spec):
 
 def floor_case(spec):
     """The bandwidth floor for the spec's mode (floor.py); backend 'floor_prealloc' writes into buffers
-    made once instead of fresh ones."""
+    made once instead of fresh ones, 'copy' measures the copy bandwidth."""
     dtype, device = DTYPES[spec["dtype"]], spec["device"]
     x, y, _ = scan_inputs(spec["B"], spec["L"], spec["D"], dtype, with_h0=False, device=device)
-    floor = floor_pass(x, y, spec["mode"], preallocated=spec["backend"] == "floor_prealloc")
+    if spec["backend"] == "copy":
+        floor = copy_pass(x)
+    else:
+        floor = floor_pass(x, y, spec["mode"], preallocated=spec["backend"] == "floor_prealloc")
     return Case(spec, floor.run, floor.tensors * x.numel() * _itemsize(dtype), spec["B"] * spec["L"])
 
 

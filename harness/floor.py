@@ -3,13 +3,15 @@
 forward           read a, kv; write h                        torch.mul(x, y)                 3 tensors
 forward+backward  the forward, then read dh, a, h and        torch.mul(x, y), then one fused  8 tensors
                   write dkv, da                              pass reading 3 and writing 2
+copy              the device's copy bandwidth: one tensor    dst.copy_(src)                  2 tensors
+                  read, one written (CUDA sweeps)
 
 Every backend allocates its outputs, so the floor does too: a fresh large allocation is page-faulted
 in on first touch, and at L = 16384 (64 MiB a tensor) that costs this machine more than the arithmetic
 (reports: `x floor (prealloc)`). The preallocated variant writes into buffers made once, and is kept
 as a second column. torch has no elementwise op with two outputs, so the 3-in/2-out pass is a small
-numba kernel (numba is there for the `native` backend); without numba it is two torch ops moving
-6 tensors, and the floor's byte count says so.
+numba kernel (numba is there for the `native` backend); without numba, and on CUDA, it is two
+torch ops moving 6 tensors, and the floor's byte count says so.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -38,7 +40,7 @@ def _fresh_or(outputs, like):
 
 def _backward_pass(g, x, z, outputs):
     """Read g, x, z once; write two tensors (fresh ones, or `outputs` when preallocated)."""
-    kernel = stream_kernel()
+    kernel = stream_kernel() if g.device.type == "cpu" else None
     if kernel is None:
         def run():
             p, q = _fresh_or(outputs, g)
@@ -55,6 +57,12 @@ def _backward_pass(g, x, z, outputs):
         p, q = _fresh_or(outputs, g)
         kernel(*flat, p.view(-1).numpy(), q.view(-1).numpy())
     return run, 5
+
+
+def copy_pass(x):
+    """One device-to-device copy of a (B, L, D) tensor into a buffer made once: the copy bandwidth."""
+    out = torch.empty_like(x)
+    return FloorPass(lambda: out.copy_(x), 2)
 
 
 def floor_pass(x, y, mode, preallocated=False):

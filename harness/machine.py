@@ -43,13 +43,29 @@ def machine_info():
     return info
 
 
+def _gpu_info():
+    """(name, driver, compute capability) of GPU 0, empty strings without one."""
+    if not torch.cuda.is_available():
+        return "", "", ""
+    props = torch.cuda.get_device_properties(0)
+    driver = ""
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return props.name, driver, f"{props.major}.{props.minor}"
+
+
 @cache
 def _static_info():
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    gpu, driver, capability = _gpu_info()
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "gpu": gpu,
+        "gpu_driver": driver,
+        "gpu_capability": capability,
         "cuda": torch.version.cuda or "",
         "torch": torch.__version__,
         "jax": _jax_version(),

@@ -13,6 +13,11 @@ from .timing import SPREAD_LIMIT, interleaved, ratio_to_floor, seconds_per_call
 
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
+COPY = "copy"  # CUDA sweeps also time a plain copy: `copy_fraction` is a case's GB/s over the copy's
+
+
+def floor_names(device):
+    return list(FLOORS) + ([COPY] if str(device).startswith("cuda") else [])
 
 
 def default_backends(family, device="cpu"):
@@ -90,10 +95,13 @@ def _timing_rows(spec, unit_id, case, timing, floors):
         rows.append(_row(spec, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
     if case.bytes_moved:
         rows.append(_row(spec, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
-        if spec["backend"] not in FLOORS:
+        if spec["backend"] not in floors:
             for name, (floor_case, floor_timing) in floors.items():
                 multiple = ratio_to_floor(timing, floor_timing, case.bytes_moved, floor_case.bytes_moved)
-                rows.append(_row(spec, unit_id, FLOORS[name], multiple, "x"))
+                if name == COPY:
+                    rows.append(_row(spec, unit_id, "copy_fraction", 1 / multiple, "x"))
+                else:
+                    rows.append(_row(spec, unit_id, FLOORS[name], multiple, "x"))
     return rows
 
 
@@ -123,7 +131,7 @@ def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=T
             if case is not None:
                 cases[spec["backend"]] = case
         needs_floor = any(c.bytes_moved for c in cases.values())
-        floor_specs = [dict(specs[0], backend=name) for name in FLOORS] if needs_floor else []
+        floor_specs = [dict(specs[0], backend=name) for name in floor_names(device)] if needs_floor else []
         floor_cases = {s["backend"]: build(dict(s, family="floor")) for s in floor_specs}
         runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
         timings = interleaved(runs, device, rounds, min_sample_s, cold_s) if runs else {}

@@ -39,10 +39,11 @@ SCHEMA = {
     "note": "why a row has no speed figure, why a backend was skipped, domain violations, spread warnings",
     "timestamp": "UTC time the row was measured",
     "machine_id": "folder under reports/", "cpu": "CPU model", "threads": "torch intra-op threads (perf --threads)", "gpu": "GPU name",
+    "gpu_driver": "NVIDIA driver version", "gpu_capability": "CUDA compute capability (9.0 for H100)",
     "cuda": "CUDA version of torch", "torch": "torch version", "jax": "JAX version", "python": "Python version",
     "commit": "git commit measured", "dirty": "whether the tree had uncommitted changes",
 }
-MACHINE_COLUMNS = ("machine_id", "cpu", "threads", "gpu", "cuda", "torch", "jax", "python", "commit", "dirty")
+MACHINE_COLUMNS = ("machine_id", "cpu", "threads", "gpu", "gpu_driver", "gpu_capability", "cuda", "torch", "jax", "python", "commit", "dirty")
 
 
 def atomic_write_text(path, text):
@@ -89,7 +90,7 @@ class Run:
         return {row["unit_id"] for row in self.rows}
 
     def add_unit(self, rows):
-        machine = {k: self.meta["machine"][k] for k in MACHINE_COLUMNS}
+        machine = {k: self.meta["machine"].get(k, "") for k in MACHINE_COLUMNS}
         stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, "run_id": self.run_id,
                     "timestamp": row.get("timestamp") or utc_now()} for row in rows]
         self.rows.extend(stamped)

@@ -60,7 +60,7 @@ def accuracy_tables(rows):
 def perf_table(rows):
     """One row per (family, dtype, mode, L, backend) with every metric as a column."""
     keys = ["family", "dtype", "mode", "L", "N", "B", "D", "backend"]
-    values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "peak_bytes",
+    values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "copy_fraction", "peak_bytes",
                                        "worst_ratio", "compile_s", "tokens_per_s"])]
     wide = values.assign(value=pd.to_numeric(values["value"], errors="coerce")).pivot_table(
         index=keys, columns="metric", values="value", aggfunc="first").reset_index()
@@ -105,6 +105,9 @@ def perf_markdown(table):
             "err / tol": [_fmt(v, ".2g") for v in group.get("worst_ratio", pd.Series(index=group.index, dtype=float))],
             "note": group["note"].fillna(""),
         })
+        if "copy_fraction" in group and group["copy_fraction"].notna().any():
+            shown.insert(shown.columns.get_loc("x floor (prealloc)") + 1, "of copy BW",
+                         [_fmt(v * 100, ".3g") + "%" if pd.notna(v) else "-" for v in group["copy_fraction"]])
         if "tokens_per_s" in group:
             shown.insert(4, "tokens/s", [_fmt(v, ".3g") for v in group["tokens_per_s"]])
         if not (group["N"] > 0).any():
@@ -120,7 +123,8 @@ def plot_times(table, path, title):
         if group.empty:
             continue
         floors = {"floor": dict(color="black", linestyle="--", linewidth=2),
-                  "floor_prealloc": dict(color="grey", linestyle=":", linewidth=2)}
+                  "floor_prealloc": dict(color="grey", linestyle=":", linewidth=2),
+                  "copy": dict(color="tab:brown", linestyle="-.", linewidth=1.5)}
         style = floors.get(backend, dict(marker="o"))
         ax.plot(group["L"], group["time_s"], label=backend, **style)
     ax.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="median time (s)", title=title)

@@ -27,6 +27,13 @@ def jax_devices():
     return ("cpu", "cuda") if any(d.platform == "gpu" for d in jax.devices()) else ("cpu",)
 
 
+def jax_device_note():
+    """Why a JAX backend is CPU-only here, when it is."""
+    if "cuda" in jax_devices():
+        return ""
+    return "the installed jaxlib sees no GPU; a CUDA jaxlib (pip install 'jax[cuda12]') runs these on cuda"
+
+
 def to_jax(tensor):
     tensor = tensor.detach().resolve_conj().resolve_neg().contiguous()
     fast = _cpu_dlpack_import() if tensor.device.type == "cpu" else None

@@ -5,13 +5,15 @@ from hypothesis import strategies as st
 
 from harness.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
 
-# Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
-JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})
+# Backends that compile per shape draw shapes from these small sets, so each compiles a few times;
+# so do Triton kernels run by the interpreter (tests/triton_interpreter.py), whose cost grows with L.
+JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan", "triton", "accelerated_scan_scalar"})
 JIT_LENGTHS = (1, 2, 7, 64, 127, 1000)
 NOTABLE_LENGTHS = (1, 2, 3, 5, 7, 31, 32, 33, 127, 128, 257, 1021, 1024, 2048, 3001, 4099)
 
 REAL_DTYPES = (torch.float32, torch.float64)
-SCAN_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128)
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+SCAN_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128) + HALF_DTYPES
 
 
 def sequence_lengths(jit=False, max_len=4100):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 from einops import rearrange
 
 from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
-from ..jax_bridge import jax_devices, torch_op
+from ..jax_bridge import jax_device_note, jax_devices, torch_op
 from .interface import scan_from_core
 
 
@@ -24,5 +24,5 @@ scan = scan_from_core(torch_op(jax_scan_states))
 
 
 def load():
-    return ScanBackend(name="jax_scan", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, devices=jax_devices(),
+    return ScanBackend(name="jax_scan", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, devices=jax_devices(), device_note=jax_device_note(),
                        description="jax.lax.scan under jax.jit, DLPack bridge")

@@ -1,8 +1,12 @@
 """torch._higher_order_ops.associative_scan, where the installed torch has it and it runs.
 
-combine_mode='generic' runs eagerly on any device; 'pointwise' (faster, CUDA only) needs the
-combine function to be traceable pointwise, which ours is, so CUDA inputs use it.
+combine_mode='generic' runs eagerly on any device. On CUDA the backend runs combine_mode='pointwise'
+under torch.compile (the mode meant for GPUs: the combine, pointwise as ours is, is fused into one
+generated Triton scan). Each device is probed with a tiny scan; a device whose probe fails is
+dropped from `devices`, with the error in `device_note`.
 """
+import functools
+
 import torch
 
 from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
@@ -15,28 +19,43 @@ def _combine(left, right):
     return a_right * a_left, a_right * h_left + h_right
 
 
-def hop_states(a, kv):  # (b l d) -> (b l d)
+def _states(a, kv, mode):  # (b l d) -> (b l d)
     from torch._higher_order_ops.associative_scan import associative_scan
 
-    mode = "pointwise" if a.is_cuda else "generic"
     return associative_scan(_combine, (a, kv), dim=1, combine_mode=mode)[1]
+
+
+@functools.cache
+def _compiled_pointwise():
+    return torch.compile(functools.partial(_states, mode="pointwise"), dynamic=False)
+
+
+def hop_states(a, kv):  # (b l d) -> (b l d)
+    if a.is_cuda:
+        return _compiled_pointwise()(a, kv)
+    return _states(a, kv, "generic")
 
 
 scan = scan_from_core(hop_states)
 
 
-def _probe():
-    """None when a tiny scan runs and is right, else why not."""
+def _probe(device):
+    """None when a tiny scan runs on `device` and is right, else why not."""
     try:
-        a = torch.full((1, 3, 1), 0.5)
-        h = hop_states(a, torch.ones(1, 3, 1))
+        a = torch.full((1, 3, 1), 0.5, device=device)
+        h = hop_states(a, torch.ones(1, 3, 1, device=device)).cpu()
     except Exception as error:  # any failure of a private API means unavailable, with its reason
-        return f"torch {torch.__version__}: associative_scan failed: {type(error).__name__}: {error}"
+        return f"torch {torch.__version__}: associative_scan failed on {device}: {type(error).__name__}: {error}"
     if not torch.allclose(h.flatten(), torch.tensor([1.0, 1.5, 1.75])):
-        return f"torch {torch.__version__}: associative_scan returned wrong values {h.flatten().tolist()}"
+        return f"torch {torch.__version__}: associative_scan returned wrong values on {device}: {h.flatten().tolist()}"
     return None
 
 
 def load():
-    return ScanBackend(name="torch_hop", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, unavailable_reason=_probe(),
-                       description="torch._higher_order_ops.associative_scan (generic on CPU, pointwise on CUDA)")
+    cpu_problem = _probe("cpu")
+    cuda_problem = _probe("cuda") if torch.cuda.is_available() else None
+    devices = ("cpu",) + (("cuda",) if torch.cuda.is_available() and cuda_problem is None else ())
+    return ScanBackend(name="torch_hop", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, devices=devices,
+                       unavailable_reason=cpu_problem, device_note=cuda_problem or "",
+                       description="torch._higher_order_ops.associative_scan (generic on CPU, pointwise under "
+                                   "torch.compile on CUDA)")
