@@ -2,7 +2,7 @@
 import pytest
 
 from impls import scan_backends
-from strategies import JIT_BACKENDS, SCAN_DTYPES
+from strategies import INTERPRETED_BACKENDS, JIT_BACKENDS, SCAN_DTYPES
 
 BACKENDS = {name: b for name, b in scan_backends().items() if "cpu" in b.devices}  # the tests' tensors are CPU tensors
 DIFFERENTIABLE = [name for name, b in BACKENDS.items() if b.differentiable]
@@ -15,4 +15,5 @@ def backend_dtype_params(names=None):
 
 
 def is_jit(backend):
-    return backend.name in JIT_BACKENDS
+    """True for JIT backends, "interpreted" for Triton kernels under the interpreter (strategies)."""
+    return "interpreted" if backend.name in INTERPRETED_BACKENDS else backend.name in JIT_BACKENDS

@@ -5,10 +5,13 @@ from hypothesis import strategies as st
 
 from harness.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
 
-# Backends that compile per shape draw shapes from these small sets, so each compiles a few times;
-# so do Triton kernels run by the interpreter (tests/triton_interpreter.py), whose cost grows with L.
-JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan", "triton", "accelerated_scan_scalar"})
+# Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
+JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})
 JIT_LENGTHS = (1, 2, 7, 64, 127, 1000)
+# Triton kernels run by the interpreter (tests/triton_interpreter.py) cost ~0.1 ms a step in Python:
+# short odd lengths that still cross the interpreter's 16-step tiles. `jit="interpreted"` draws these.
+INTERPRETED_BACKENDS = frozenset({"triton", "accelerated_scan_scalar"})
+INTERPRETED_LENGTHS = (1, 2, 7, 17, 37, 127)
 NOTABLE_LENGTHS = (1, 2, 3, 5, 7, 31, 32, 33, 127, 128, 257, 1021, 1024, 2048, 3001, 4099)
 
 REAL_DTYPES = (torch.float32, torch.float64)
@@ -18,6 +21,8 @@ SCAN_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128) + HALF_DTYPES
 
 def sequence_lengths(jit=False, max_len=4100):
     """Odd, prime, power-of-two and arbitrary lengths from 1 to a few thousand."""
+    if jit == "interpreted":
+        return st.sampled_from([n for n in INTERPRETED_LENGTHS if n <= max_len])
     if jit:
         return st.sampled_from([n for n in JIT_LENGTHS if n <= max_len])
     return st.one_of(st.sampled_from([n for n in NOTABLE_LENGTHS if n <= max_len]), st.integers(1, max_len))

@@ -10,7 +10,6 @@ from harness.inputs import scan_inputs
 from impls import BackendUnavailableError, oracle
 from impls.scan import native
 from scan_params import BACKENDS
-from strategies import SCAN_DTYPES
 
 pytestmark = pytest.mark.skipif("native" not in BACKENDS, reason="native is unavailable here (numba missing)")
 
@@ -26,7 +25,7 @@ def test_channel_blocks_cover_every_channel_in_whole_cache_lines(batch, channels
     assert (blocks - 1) * block < channels <= blocks * block  # no channel left out, no empty block
 
 
-@pytest.mark.parametrize("dtype", SCAN_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("dtype", native.load().dtypes, ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("batch,channels", [(1, 100), (3, 33), (2, 257)])
 def test_split_channel_blocks_agree_bitwise_at_every_thread_count(batch, channels, dtype):
     """Each channel sees the same arithmetic whichever block or thread runs it: 1, 2 and 3 threads

@@ -7,7 +7,7 @@ from impls.backend import Registry, ScanBackend
 from scan_params import BACKENDS, backend_dtype_params
 
 EXPECTED_NAMES = {"sequential", "assoc", "heinsen", "heinsen_chunked", "chunked", "torch_hop", "native", "jax_assoc",
-                  "jax_scan"}
+                  "jax_scan", "triton", "accelerated_scan", "accelerated_scan_scalar", "fla_hgrn", "fla_hgrn_recurrent"}
 
 
 def test_every_named_backend_is_registered():
@@ -74,7 +74,7 @@ class TestValidation:
         with pytest.raises(TypeError, match="h0 and a must have the same dtype"):
             backend(a, kv, torch.zeros(2, 3, dtype=torch.float64))
 
-    @pytest.mark.parametrize("dtype", [torch.float16, torch.int64])
+    @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
     def test_unsupported_dtype(self, backend, dtype):
         a, kv = (t.to(dtype) for t in _inputs())
         with pytest.raises(TypeError, match=f"does not support a dtype {dtype}"):

@@ -1,0 +1,96 @@
+"""The `triton` backend's kernels, on the GPU when there is one, else under the Triton interpreter
+(tests/triton_interpreter.py): output, final state and every gradient against the float64 oracle,
+across tile and chunk edges, always with odd lengths; the plan; the CPU-only declaration."""
+import pytest
+import torch
+
+from harness.inputs import scan_inputs
+from harness.verify import judge_normwise, judge_output
+from impls import oracle
+from impls.scan import triton as triton_backend
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu" and not triton_backend.interpreted():
+    pytest.skip("no GPU and TRITON_INTERPRET is not set", allow_module_level=True)
+
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+# (B, L, D, chunk_len, block_t): one tile; several tiles; several chunks of several tiles; a last
+# chunk shorter than a tile; more channels than one block of channels
+SHAPES = [(2, 7, 3, None, None), (2, 37, 5, None, 8), (3, 101, 9, 32, 8), (1, 67, 2, 16, 16), (2, 45, 40, 16, 4)]
+
+
+def _reference(a, kv, h0, g, g_last):
+    leaves = [t.to(torch.float64).requires_grad_() for t in (a, kv, h0)]
+    h, h_last = oracle(*leaves)
+    grads = torch.autograd.grad((h, h_last), leaves, (g, g_last))
+    scale, scale_last = oracle(*(t.abs() for t in leaves))
+    return h.detach(), h_last.detach(), grads, scale, scale_last
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(str(v) for v in s))
+def test_outputs_final_state_and_every_gradient(dtype, shape):
+    batch, length, channels, chunk_len, block_t = shape
+    a, kv, h0 = scan_inputs(batch, length, channels, dtype, "signed", "mixed", seed=length, device=DEVICE)
+    tol = triton_backend.load().tolerance(dtype)
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(batch, length, channels, generator=gen, dtype=torch.float64).to(dtype).double()
+    g_last = torch.randn(batch, channels, generator=gen, dtype=torch.float64).to(dtype).double()
+    inputs = [t.clone().requires_grad_() for t in (a, kv, h0)]
+    h, h_last = triton_backend.triton_scan(*inputs, chunk_len=chunk_len, block_t=block_t)
+    grads = torch.autograd.grad((h, h_last), inputs, (g.to(dtype).to(DEVICE), g_last.to(dtype).to(DEVICE)))
+    ref, ref_last, ref_grads, scale, scale_last = _reference(a.cpu(), kv.cpu(), h0.cpu(), g, g_last)
+    assert h.dtype == dtype and h_last.shape == (batch, channels)
+    verdicts = [judge_output("h", h.cpu(), ref, scale, tol), judge_output("h_last", h_last.cpu(), ref_last, scale_last, tol)]
+    verdicts += [judge_normwise(name, got.cpu(), want, tol.grad_rtol, tol.atol)
+                 for name, got, want in zip(("grad_a", "grad_kv", "grad_h0"), grads, ref_grads)]
+    assert all(v.passed for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("chunk_len", [None, 16])
+def test_continuing_from_the_final_state_equals_one_scan(chunk_len):
+    a, kv, h0 = scan_inputs(2, 53, 3, torch.float64, "sigmoid", "normal", seed=3, device=DEVICE)
+    whole, last = triton_backend.triton_scan(a, kv, h0, chunk_len=chunk_len, block_t=8)
+    head, state = triton_backend.triton_scan(a[:, :20], kv[:, :20], h0, chunk_len=chunk_len, block_t=8)
+    tail, end = triton_backend.triton_scan(a[:, 20:], kv[:, 20:], state, chunk_len=chunk_len, block_t=8)
+    torch.testing.assert_close(torch.cat([head, tail], 1), whole, rtol=1e-14, atol=0)
+    torch.testing.assert_close(end, last, rtol=1e-14, atol=0)
+
+
+def test_without_h0_gradients_come_for_a_and_kv_only():
+    a, kv, _ = scan_inputs(1, 21, 2, torch.float64, seed=1, with_h0=False, device=DEVICE)
+    leaves = [t.clone().requires_grad_() for t in (a, kv)]
+    h, _ = triton_backend.scan(*leaves)
+    ga, gkv = torch.autograd.grad(h.sum(), leaves)
+    wide = [t.cpu().clone().requires_grad_() for t in (a, kv)]
+    ra, rkv = torch.autograd.grad(oracle(*wide)[0].sum(), wide)
+    torch.testing.assert_close(ga.cpu(), ra, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gkv.cpu(), rkv, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_across_chunks():
+    a, kv, h0 = scan_inputs(1, 19, 2, torch.float64, "signed", "normal", seed=5, device=DEVICE)
+    run = lambda *t: triton_backend.triton_scan(*t, chunk_len=8, block_t=4)
+    assert torch.autograd.gradcheck(run, tuple(t.clone().requires_grad_() for t in (a, kv, h0)))
+
+
+def test_chunks_only_when_programs_leave_multiprocessors_idle(monkeypatch):
+    monkeypatch.setattr(triton_backend, "_sm_count", lambda device: 132)
+    device = torch.device("cuda")
+    many = triton_backend.plan(8, 65536, 1536, device)  # 8 * 48 = 384 programs < 528 wanted
+    assert many.chunks(65536) == 2
+    wide = triton_backend.plan(32, 65536, 1536, device)  # 1536 programs: no second pass
+    assert wide.chunks(65536) == 1
+    narrow = triton_backend.plan(1, 65536, 32, device)
+    assert narrow.chunks(65536) >= 132 and narrow.chunk_len % narrow.block_t == 0
+    short = triton_backend.plan(1, 100, 32, device)  # never chunks shorter than 4 tiles
+    assert short.chunks(100) == 1
+
+
+def test_without_a_gpu_or_the_interpreter_the_backend_declares_cuda_only(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    backend = triton_backend.load()
+    assert backend.devices == ("cuda",)
+    assert "TRITON_INTERPRET=1" in backend.unsupported("cpu")
+    assert "does not take complex64" in triton_backend.load().unsupported("cuda", torch.complex64)
