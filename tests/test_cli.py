@@ -14,7 +14,7 @@ ROOT = Path(run_bench.__file__).parent
 @pytest.mark.parametrize("argv,message", [
     (["perf", "--lengths", "0"], "0 must be positive"),
     (["perf", "--lengths", "ten"], "'ten' is not a valid int"),
-    (["accuracy", "--dtypes", "float16"], "unknown dtype 'float16'"),
+    (["accuracy", "--dtypes", "float8"], "unknown dtype 'float8'"),
     (["perf", "--family", "attention"], "unknown family 'attention'"),
     (["perf", "--modes", "backward"], "unknown mode 'backward'"),
     (["perf", "--batch", "-1"], "-1 must be positive"),

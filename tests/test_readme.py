@@ -26,7 +26,7 @@ def test_every_record_column_is_documented(column):
 
 
 @pytest.mark.parametrize("metric", list(VERDICT_METRICS) + ["in_domain", "time_s", "compile_s", "gbps",
-                                                            "floor_multiple", "floor_multiple_prealloc", "peak_bytes",
+                                                            "floor_multiple", "floor_multiple_prealloc", "copy_fraction", "skipped", "peak_bytes",
                                                             "tokens_per_s"])
 def test_every_metric_is_documented(metric):
     assert f"| `{metric}` |" in README
