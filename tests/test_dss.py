@@ -12,7 +12,7 @@ from impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_ba
 from impls.dss import dss_oracle, path_tolerance
 from strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
 
-SCAN_NAMES = list(scan_backends())
+SCAN_NAMES = [n for n, b in scan_backends().items() if "cpu" in b.devices and torch.complex64 in b.dtypes]  # DSS states are complex
 CONV_NAMES = list(conv_backends())
 PATHS = [("conv", None, c) for c in CONV_NAMES] + [("recurrent", s, None) for s in SCAN_NAMES]
 PATH_IDS = [f"{m}-{s or c}" for m, s, c in PATHS]

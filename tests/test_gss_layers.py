@@ -7,7 +7,8 @@ from impls import DSS, GSS, GatedStateSpacesLM, conv_backends, scan_backends
 from impls.tolerances import lookup
 
 PATHS = [dict(mode="conv", conv_backend=c) for c in conv_backends()] + \
-        [dict(mode="recurrent", scan_backend=s) for s in scan_backends()]
+        [dict(mode="recurrent", scan_backend=s) for s, b in scan_backends().items()
+         if "cpu" in b.devices and torch.complex64 in b.dtypes]  # DSS states are complex
 PATH_IDS = [p.get("conv_backend") or p.get("scan_backend") for p in PATHS]
 SIZES = dict(dim=8, dss_kernel_N=6, dss_kernel_H=5)
 
