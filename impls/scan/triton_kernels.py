@@ -25,18 +25,25 @@ def _last_row(tile, rows, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
+def _program_span(length, channels, chunk_len, BLOCK_D: tl.constexpr):
+    """This program's channels (and which exist), its chunk [start, stop), the offset of its batch
+    row in (B, L, D) tensors and of its (batch, chunk) row in the (B, chunks, D) buffers."""
+    d_block, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
+    start = chunk * chunk_len
+    stop = tl.minimum(start + chunk_len, length)
+    base = b.to(tl.int64) * length * channels
+    per_chunk = (b.to(tl.int64) * tl.num_programs(1) + chunk) * channels + d
+    return d, d < channels, start, stop, base, per_chunk, b
+
+
+@triton.jit
 def forward_kernel(A, X, H, ENTER, GATE_OUT, STATE_OUT, length, channels, chunk_len,
                    HAS_ENTER: tl.constexpr, SUMMARY: tl.constexpr, ACC: tl.constexpr,
                    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
     """h_t = a_t h_{t-1} + x_t over one chunk, from ENTER[b, chunk] (zero without it)."""
-    d_block, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_ok = d < channels
+    d, d_ok, start, stop, base, per_chunk, b = _program_span(length, channels, chunk_len, BLOCK_D)
     rows = tl.arange(0, BLOCK_T)
-    start = chunk * chunk_len
-    stop = tl.minimum(start + chunk_len, length)
-    base = b.to(tl.int64) * length * channels
-    per_chunk = (b.to(tl.int64) * tl.num_programs(1) + chunk) * channels + d  # (b chunks d) buffers
     state = tl.zeros((BLOCK_D,), ACC)
     if HAS_ENTER:
         state = tl.load(ENTER + per_chunk, mask=d_ok, other=0.0).to(ACC)
@@ -69,14 +76,8 @@ def backward_kernel(A, H, H0, DH, DA, DKV, ENTER, GATE_OUT, STATE_OUT, length, c
         (zero in SUMMARY programs)
         dL/dkv_t = G_t,  dL/da_t = G_t h_{t-1}  (h_{-1} = h0, or zero)
     """
-    d_block, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_ok = d < channels
+    d, d_ok, start, stop, base, per_chunk, b = _program_span(length, channels, chunk_len, BLOCK_D)
     rows = tl.arange(0, BLOCK_T)
-    start = chunk * chunk_len
-    stop = tl.minimum(start + chunk_len, length)
-    base = b.to(tl.int64) * length * channels
-    per_chunk = (b.to(tl.int64) * tl.num_programs(1) + chunk) * channels + d
     state = tl.zeros((BLOCK_D,), ACC)
     if not SUMMARY:
         state = tl.load(ENTER + per_chunk, mask=d_ok, other=0.0).to(ACC)
