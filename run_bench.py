@@ -145,10 +145,11 @@ def cmd_list():
 
     for kind, backends in (("scan", all_scan_backends()), ("conv", all_conv_backends())):
         print(f"{kind} backends:")
+        width = max(map(len, backends))
         for name, b in backends.items():
             status = "available" if b.available else f"UNAVAILABLE: {b.unavailable_reason}"
             dtypes = ",".join(str(d).removeprefix("torch.") for d in b.dtypes)
-            print(f"  {name:11s} {status}\n    dtypes: {dtypes}; devices: {','.join(b.devices)}; "
+            print(f"  {name:{width}s} {status}\n    dtypes: {dtypes}; devices: {','.join(b.devices)}; "
                   f"differentiable: {b.differentiable}\n    {b.description}")
     return 0
 

@@ -9,7 +9,13 @@ where `scale` is the oracle run on magnitudes: for a scan, the scan of |a|, |kv|
 size of the terms a rounding error is relative to); for a convolution, |K| convolved with |u|.
 Recurrences and direct sums make errors relative to each output's own terms (elementwise); an
 FFT spreads its rounding over every output, so it can only promise normwise accuracy.
-Gradients pass when max|g - g_ref| <= atol + grad_rtol * max|g_ref|, per input.
+Gradients pass when, elementwise per input,
+
+    |g - g_ref| <= atol + grad_rtol * max(max|g_ref|, gscale)
+
+where `gscale` is the gradient of the scan of magnitudes under the magnitudes of the upstream
+gradient: the sum of |terms| each gradient element adds up. Without it a gradient that cancels
+(dL/dh0 over a long-memory gate) failed every backend, the exact float32 loop included.
 
 Values are measured worst cases (harness accuracy sweeps and the Hypothesis suite) with headroom;
 never raise one to make a test pass. Where an algorithm is really worse, narrow its Domain.

@@ -54,7 +54,10 @@ def test_logits_and_loss_agree_across_paths(path, dtype):
         assert judge_normwise(name, got, want, tol.grad_rtol, tol.atol).passed, name
 
 
-@pytest.mark.parametrize("scan_backend", list(scan_backends()))
+RECURRENT = [p["scan_backend"] for p in PATHS if p["mode"] == "recurrent"]
+
+
+@pytest.mark.parametrize("scan_backend", RECURRENT)
 def test_step_by_step_decoding_equals_full_forward(scan_backend):
     model = _lm(mode="recurrent", scan_backend=scan_backend)
     tokens, _ = _tokens(9)
@@ -98,3 +101,7 @@ class TestErrors:
     def test_unknown_scan_backend(self):
         with pytest.raises(ValueError, match="unknown scan backend 'warp'"):
             _lm(mode="recurrent", scan_backend="warp")(_tokens()[0])
+
+    def test_a_scan_backend_without_complex_is_refused_by_name(self):
+        with pytest.raises(ValueError, match="scan_backend 'triton' cannot run DSS in recurrent mode"):
+            _lm(mode="recurrent", scan_backend="triton")(_tokens()[0])

@@ -57,7 +57,9 @@ def test_gradients_agree_with_oracle(backend, dtype, data):
 @given(data=st.data())
 def test_continuation_at_every_split(backend, dtype, data):
     """Scanning [:k] then [k:] from the returned state equals one scan, for every k in 0..L."""
-    spec = data.draw(scan_input_specs(jit=is_jit(backend), max_len=40), label="inputs")
+    # 2(L+1) calls an example: interpreted kernels stop at L = 17, which still crosses a 16-step tile
+    max_len = 17 if is_jit(backend) == "interpreted" else 40
+    spec = data.draw(scan_input_specs(jit=is_jit(backend), max_len=max_len), label="inputs")
     a, kv, h0 = scan_inputs(dtype=dtype, **spec)
     tol = backend.tolerance(dtype)
     ref, ref_last = oracle(a, kv, h0)

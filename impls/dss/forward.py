@@ -38,6 +38,9 @@ def dss_recurrent(u, Lambda, C, scan_backend=None, state=None):
     """(y, state): y (B, L, H) and the final state (B, H, N); `state` continues a previous call."""
     check_dss_inputs(u, Lambda, C)
     scan = get_scan_backend(scan_backend or DEFAULT_SCAN_BACKEND)
+    if Lambda.dtype not in scan.dtypes:
+        raise ValueError(f"scan_backend {scan.name!r} cannot run DSS in recurrent mode: its states are {Lambda.dtype} "
+                         f"and it takes {', '.join(str(d) for d in scan.dtypes)}; choose one that takes complex")
     batch, length, channels = u.shape
     modes = Lambda.shape[0]
     if state is not None:
