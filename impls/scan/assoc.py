@@ -30,7 +30,7 @@ def assoc_states(a, h):  # (b l d) -> (b l d)
     return _interleave(H_even, H_odd, length)
 
 
-scan = scan_from_core(assoc_states)
+scan = scan_from_core(assoc_states, float16_in_float32=True)
 
 
 def load():

@@ -47,7 +47,7 @@ def chunked_states(a, kv, chunk=None):  # (b l d) -> (b l d)
     return rearrange(h, "b d n c -> b (n c) d")[:, :length]
 
 
-scan = scan_from_core(chunked_states, adjoint_backward=True)
+scan = scan_from_core(chunked_states, adjoint_backward=True, float16_in_float32=True)
 
 
 def load():

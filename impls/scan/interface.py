@@ -50,10 +50,14 @@ class _AdjointScan(torch.autograd.Function):
         return G * h_prev.conj(), G, None
 
 
-def scan_from_core(core, adjoint_backward=False):
+def scan_from_core(core, adjoint_backward=False, float16_in_float32=False):
     """The public `scan(a, kv, h0=None) -> (h, h_last)` built from `core(a, kv) -> h` (zero start).
 
     adjoint_backward: differentiate through `_AdjointScan` instead of core's own autograd graph.
+    float16_in_float32: run float16 inputs through the core in float32 and round h once. For cores
+    that form products of gates (trees, decay matrices): with 5 exponent bits those products sink
+    into float16's subnormals, whose fixed spacing 2^-24 then scales a large carried state (0.148
+    relative error, signed gates, L = 4099). bfloat16 has float32's exponent range: it stays native.
     """
 
     def run(a, kv):
@@ -62,7 +66,10 @@ def scan_from_core(core, adjoint_backward=False):
         return core(a, kv)
 
     def scan(a, kv, h0=None):
-        h = run(a, fold_initial_state(a, kv, h0))
+        given = a.dtype
+        if float16_in_float32 and given == torch.float16:
+            a, kv, h0 = (None if t is None else t.float() for t in (a, kv, h0))
+        h = run(a, fold_initial_state(a, kv, h0)).to(given)
         return h, h[:, -1]
 
     scan.__doc__ = SCAN_DOC

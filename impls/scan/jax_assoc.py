@@ -16,7 +16,7 @@ def jax_assoc_states(a, kv):  # (b l d) -> (b l d), jax arrays
     return jax.lax.associative_scan(_combine, (a, kv), axis=1)[1]
 
 
-scan = scan_from_core(torch_op(jax_assoc_states))
+scan = scan_from_core(torch_op(jax_assoc_states), float16_in_float32=True)
 
 
 def load():

@@ -36,7 +36,7 @@ def hop_states(a, kv):  # (b l d) -> (b l d)
     return _states(a, kv, "generic")
 
 
-scan = scan_from_core(hop_states)
+scan = scan_from_core(hop_states, float16_in_float32=True)
 
 
 def _probe(device):
