@@ -6,7 +6,7 @@
     python run_bench.py accuracy          every backend against the float64 oracle
     python run_bench.py perf              time, GB/s, x floor and peak memory per case
     python run_bench.py report            tables and plots from stored records
-    python run_bench.py compare BASE NEW  ratios, regressions (exit 1), markdown summary
+    python run_bench.py compare BASE NEW  verdicts per case: exit 1 on a broken or slower case, 2 on bad input
     python run_bench.py import-benchmark FILE.json   pytest-benchmark results into the records
 """
 import argparse
@@ -17,6 +17,18 @@ from harness import sweeps
 from harness.cases import DTYPES
 
 ROOT = Path(__file__).resolve().parent
+
+
+class UserError(SystemExit):
+    """A user's mistake: one line on stderr and exit status 2, argparse's convention (never 1, which
+    `compare` keeps for "regression")."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return f"error: {self.message}"
 
 
 def _list_of(kind, check=None):
@@ -93,7 +105,7 @@ def build_parser():
             _perf_flags(sub)
     report = commands.add_parser("report", help="render tables and plots from stored records")
     report.add_argument("--reports", default=str(ROOT / "reports"))
-    compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a regression")
+    compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
     compare.add_argument("base", help="a run file (.jsonl) or a machine folder under reports/")
     compare.add_argument("new", help="a run file (.jsonl) or a machine folder under reports/")
     compare.add_argument("--factor", type=float, default=1.1, help="ratio above which a slowdown can count (default 1.1)")
@@ -108,7 +120,7 @@ def resolve_device(choice):
     import torch
 
     if choice == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda: torch sees no CUDA device here")
+        raise UserError("--device cuda: torch sees no CUDA device here")
     return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
 
 
@@ -122,9 +134,9 @@ def _check_backends(names, family):
         known = {**all_scan_backends(), **all_conv_backends()}
         for name in names:
             if name not in known:
-                raise SystemExit(f"error: --backends: unknown backend {name!r}; known: {', '.join(known)}")
+                raise UserError(f"--backends: unknown backend {name!r}; known: {', '.join(known)}")
             if not known[name].available:
-                raise SystemExit(f"error: --backends: {name!r} is unavailable: {known[name].unavailable_reason}")
+                raise UserError(f"--backends: {name!r} is unavailable: {known[name].unavailable_reason}")
         return
     if family == "scan":
         valid = list(scan_backends())
@@ -137,7 +149,7 @@ def _check_backends(names, family):
         valid = ["conv:direct", "conv:fft", "conv:fft_fast"] + [f"recurrent:{n}" for n in scan_backends()]
     for name in names:
         if name not in valid:
-            raise SystemExit(f"error: --backends: {name!r} is not a {family} backend here; choose from {', '.join(valid)}")
+            raise UserError(f"--backends: {name!r} is not a {family} backend here; choose from {', '.join(valid)}")
 
 
 def cmd_list():
@@ -190,21 +202,35 @@ def cmd_report(reports):
     return 0
 
 
-def cmd_compare(args):
-    from harness.compare import compare, summary_markdown
-    from harness.records import atomic_write_text, load_rows
+def _compare_rows(path, side):
+    from harness.records import load_rows
 
-    for path in (args.base, args.new):
-        if not Path(path).exists():
-            raise SystemExit(f"error: compare: {path} does not exist (expected a .jsonl run file or a machine folder)")
-    if args.factor <= 1:
-        raise SystemExit(f"error: --factor must be > 1, got {args.factor}")
-    table = compare(load_rows(args.base), load_rows(args.new), args.factor)
-    text = summary_markdown(table, args.factor)
+    if not Path(path).exists():
+        raise UserError(f"compare: {side} {path} does not exist (expected a .jsonl run file or a machine folder)")
+    try:
+        rows = load_rows(path)
+    except ValueError as error:
+        raise UserError(f"compare: {side} {path} is not readable records ({str(error).splitlines()[0]})") from None
+    if rows.empty or "metric" not in rows:
+        raise UserError(f"compare: {side} {path} holds no records")
+    return rows
+
+
+def cmd_compare(args):
+    from harness.compare import CompareError, compare, summary_markdown
+    from harness.records import atomic_write_text
+
+    base, new = _compare_rows(args.base, "BASE"), _compare_rows(args.new, "NEW")
+    try:
+        comparison = compare(base, new, args.factor)
+    except CompareError as error:
+        flag = "--factor: " if "factor" in str(error) else ""
+        raise UserError(f"compare: {flag}{error}") from None
+    text = summary_markdown(comparison)
     print(text)
     if args.out:
         atomic_write_text(args.out, text)
-    return 1 if (table["verdict"] == "regression").any() else 0
+    return 1 if comparison.regressions else 0
 
 
 def cmd_import(args):
@@ -212,7 +238,7 @@ def cmd_import(args):
     from harness.records import open_run
 
     if not Path(args.json_file).is_file():
-        raise SystemExit(f"error: import-benchmark: {args.json_file} is not a file")
+        raise UserError(f"import-benchmark: {args.json_file} is not a file")
     rows = benchmark_rows(args.json_file)
     run = open_run(args.reports, "benchmark", {"source": Path(args.json_file).name}, resume=False)
     run.add_unit(rows)
@@ -257,4 +283,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)

@@ -1,5 +1,6 @@
 """The performance sweep: each group (family, L, dtype, mode) checks every backend against the
 oracle, times the ones that pass interleaved with the bandwidth floor, and measures peak memory."""
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -9,7 +10,7 @@ from .cases import build
 from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
 from .support import runnable, skipped_rows
-from .timing import SPREAD_LIMIT, interleaved, ratio_to_floor, seconds_per_call
+from .timing import SPREAD_LIMIT, interleaved, ratios_to_floor, seconds_per_call
 
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
@@ -57,10 +58,10 @@ def perf_groups(family, config, device):
     return groups
 
 
-def _row(spec, unit_id, metric, value, unit, lo="", hi="", note=""):
+def _row(spec, unit_id, metric, value, unit, lo="", hi="", note="", samples=""):
     keys = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
     return dict({k: spec[k] for k in keys}, suite="perf", unit_id=unit_id, regime="", metric=metric,
-                value=value, lo=lo, hi=hi, unit=unit, note=note)
+                value=value, lo=lo, hi=hi, unit=unit, note=note, samples=samples)
 
 
 def _checked(spec, unit_id, rows, cold_s):
@@ -89,7 +90,7 @@ def _checked(spec, unit_id, rows, cold_s):
 
 def _timing_rows(spec, unit_id, case, timing, floors):
     note = f"spread {timing.spread:.0%} of median > {SPREAD_LIMIT:.0%}" if timing.spread > SPREAD_LIMIT else ""
-    rows = [_row(spec, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note),
+    rows = [_row(spec, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note, timing.samples),
             _row(spec, unit_id, "compile_s", timing.compile_s, "s")]
     if case.tokens:
         rows.append(_row(spec, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
@@ -97,11 +98,12 @@ def _timing_rows(spec, unit_id, case, timing, floors):
         rows.append(_row(spec, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
         if spec["backend"] not in floors:
             for name, (floor_case, floor_timing) in floors.items():
-                multiple = ratio_to_floor(timing, floor_timing, case.bytes_moved, floor_case.bytes_moved)
+                ratios = ratios_to_floor(timing, floor_timing, case.bytes_moved, floor_case.bytes_moved)
+                multiple = float(np.median(ratios))
                 if name == COPY:
                     rows.append(_row(spec, unit_id, "copy_fraction", 1 / multiple, "x"))
                 else:
-                    rows.append(_row(spec, unit_id, FLOORS[name], multiple, "x"))
+                    rows.append(_row(spec, unit_id, FLOORS[name], multiple, "x", samples=ratios))
     return rows
 
 

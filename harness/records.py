@@ -35,6 +35,7 @@ SCHEMA = {
     "metric": "what value measures: see README 'Metrics' ('skipped': not run here, note says why)",
     "value": "the measurement (median for times)",
     "lo": "p20 for times, else empty", "hi": "p80 for times, else empty",
+    "samples": "per-round values behind `value` (perf times and x floor ratios), for compare's significance test",
     "unit": "s, bytes, GB/s, x (ratio), 1 (flag), tokens/s",
     "note": "why a row has no speed figure, why a backend was skipped, domain violations, spread warnings",
     "timestamp": "UTC time the row was measured",

@@ -93,13 +93,17 @@ def interleaved(cases, device, rounds, min_sample_s, first_call_s=None):
         steady = seconds_per_call(fn, 1, device)
         number[name] = max(1, math.ceil(min_sample_s / max(steady, 1e-9)))
     samples = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            samples[name].append(seconds_per_call(fn, number[name], device))
+    order = list(cases)
+    for round_index in range(rounds):
+        # rotated each round, so no case always runs right after the heaviest one (caches, clocks)
+        shift = round_index % len(order)
+        for name in order[shift:] + order[:shift]:
+            samples[name].append(seconds_per_call(cases[name], number[name], device))
     return {name: Timing(samples[name], first[name], number[name]) for name in cases}
 
 
-def ratio_to_floor(timing, floor, case_bytes, floor_bytes):
-    """Median over rounds of time / (floor time scaled to the case's bytes)."""
+def ratios_to_floor(timing, floor, case_bytes, floor_bytes):
+    """Per round, time / (the same round's floor time scaled to the case's bytes): `x floor` is their
+    median, and compare tests them across machines, where absolute times do not compare."""
     scale = case_bytes / floor_bytes
-    return float(np.median([t / (f * scale) for t, f in zip(timing.samples, floor.samples)]))
+    return [t / (f * scale) for t, f in zip(timing.samples, floor.samples)]

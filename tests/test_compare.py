@@ -1,50 +1,169 @@
-"""compare's verdicts on synthetic records: a true regression, noise, an improvement."""
+"""compare's verdicts on synthetic records with known answers: a true slowdown, pure noise, an
+improvement, a broken case, cases on one side, and the CLI's exit codes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from harness.compare import compare, judge, summary_markdown
+import run_bench
+from harness.compare import ALPHA, CompareError, compare, judge, summary_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _rows(cases):
-    return pd.DataFrame([dict(family="scan", backend=name, mode="forward", device="cpu", dtype="float32", B=4, L=1024,
-                              D=256, N=0, metric="time_s", value=median, lo=lo, hi=hi)
-                         for name, (median, lo, hi) in cases.items()])
+def _figures(samples):
+    return float(np.median(samples)), float(np.percentile(samples, 20)), float(np.percentile(samples, 80)), list(samples)
 
 
-def test_verdicts():
-    base = _rows({"slower": (1.0, 0.98, 1.02), "noisy": (1.0, 0.8, 1.3), "faster": (1.0, 0.98, 1.02),
-                  "same": (1.0, 0.98, 1.02)})
-    new = _rows({"slower": (1.3, 1.28, 1.33), "noisy": (1.25, 1.0, 1.5), "faster": (0.7, 0.69, 0.72),
-                 "same": (1.05, 1.0, 1.1)})
-    table = compare(base, new, factor=1.1).set_index("backend")
-    assert table.loc["slower", "verdict"] == "regression"
-    assert table.loc["noisy", "verdict"] == "noise"  # 1.25x slower, but the intervals overlap
-    assert table.loc["faster", "verdict"] == "improvement"
-    assert table.loc["same", "verdict"] == "same"
-    assert table.loc["slower", "ratio"] == pytest.approx(1.3)
+def _rows(cases, machine="m1", metric="time_s"):
+    """name -> per-round samples (None: the case failed its accuracy check)."""
+    rows = []
+    for name, samples in cases.items():
+        key = dict(suite="perf", family="scan", backend=name, mode="forward", device="cpu", dtype="float32", B=4,
+                   L=1024, D=256, N=0, machine_id=machine)
+        if samples is None:
+            rows.append(dict(key, metric="time_s", value=None, lo="", hi="", samples="",
+                             note="no speed figure: h fails its declared tolerance (3x the allowed error)"))
+            continue
+        median, lo, hi, listed = _figures(samples)
+        rows.append(dict(key, metric="time_s", value=median, lo=lo, hi=hi, samples=listed, note=""))
+        if metric != "time_s":
+            rows.append(dict(key, metric=metric, value=median / 2, lo="", hi="", samples=[s / 2 for s in listed], note=""))
+    return pd.DataFrame(rows)
+
+
+def _verdict_rates(true_ratio, rounds, trials=400, noise=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = {}
+    for _ in range(trials):
+        base = 1 + noise * rng.standard_normal(rounds)
+        new = true_ratio * (1 + noise * rng.standard_normal(rounds))
+        verdict = judge(_figures(base), _figures(new), factor=1.1).verdict
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return {k: v / trials for k, v in counts.items()}
+
+
+def test_a_true_slowdown_under_20_percent_noise_is_found_with_enough_rounds():
+    assert _verdict_rates(1.3, rounds=20).get("regression", 0) > 0.6
+
+
+def test_pure_noise_is_almost_never_a_regression():
+    rates = _verdict_rates(1.0, rounds=10, trials=1000)
+    assert rates.get("regression", 0) <= 0.005 and rates.get("improvement", 0) <= 0.005
+
+
+def test_a_true_speedup_is_an_improvement():
+    assert _verdict_rates(0.7, rounds=20).get("improvement", 0) > 0.8
+
+
+def test_the_significance_test_decides_when_both_sides_have_samples():
+    base, new = _figures([1.0] * 6), _figures([1.2, 1.21, 1.22, 1.23, 1.24, 1.25])
+    verdict = judge(base, new, factor=1.1)
+    assert verdict.verdict == "regression" and verdict.p_value < ALPHA
+    overlapping = _figures([1.0, 1.3, 1.0, 1.3, 1.0, 1.3])
+    assert judge(base, overlapping, factor=1.1).verdict in ("noise", "same")
+
+
+def test_few_rounds_need_complete_separation():
+    base = _figures([1.0, 1.1, 0.9])
+    assert judge(base, _figures([1.3, 1.4, 1.2]), factor=1.1).verdict == "regression"
+    assert judge(base, _figures([1.3, 1.4, 1.05]), factor=1.1).verdict == "noise"  # one round overlaps
 
 
 def test_a_slowdown_under_the_factor_is_never_a_regression():
-    assert judge(1.0, 0.99, 1.01, 1.08, 1.07, 1.09, factor=1.1).verdict == "same"
+    base, new = _figures([1.0] * 10), _figures([1.08] * 10)
+    assert judge(base, new, factor=1.1).verdict == "same"
 
 
-def test_cases_missing_on_one_side_are_not_compared():
-    table = compare(_rows({"a": (1, 1, 1)}), _rows({"b": (1, 1, 1)}))
-    assert table.empty
+def test_a_case_that_starts_failing_its_check_is_broken_and_counts_as_a_regression():
+    comparison = compare(_rows({"a": [1.0] * 6, "b": [1.0] * 6}), _rows({"a": None, "b": [1.0] * 6}))
+    verdicts = comparison.table.set_index("backend")["verdict"]
+    assert verdicts["a"] == "broken" and verdicts["b"] == "same"
+    assert comparison.regressions == 1
+    assert "fails its declared tolerance" in summary_markdown(comparison)
 
 
-def test_failed_cases_without_time_are_ignored():
-    base = _rows({"a": (1.0, 0.9, 1.1)})
-    new = _rows({"a": (None, None, None)})
-    assert compare(base, new).empty
+def test_failing_on_both_sides_or_fixed_is_not_a_regression():
+    comparison = compare(_rows({"a": None, "b": None}), _rows({"a": None, "b": [1.0] * 6}))
+    verdicts = comparison.table.set_index("backend")["verdict"]
+    assert verdicts["a"] == "failing" and verdicts["b"] == "fixed" and comparison.regressions == 0
 
 
-def test_summary_counts_verdicts():
-    table = compare(_rows({"a": (1.0, 0.99, 1.01)}), _rows({"a": (2.0, 1.9, 2.1)}))
-    text = summary_markdown(table, 1.1)
-    assert "1 regression" in text and "| scan" in text
+def test_cases_on_one_side_are_listed():
+    comparison = compare(_rows({"a": [1.0] * 6, "gone": [1.0] * 6}), _rows({"a": [1.0] * 6, "added": [1.0] * 6}))
+    assert list(comparison.only_base["backend"]) == ["gone"] and list(comparison.only_new["backend"]) == ["added"]
+    text = summary_markdown(comparison)
+    assert "Only in BASE (1 cases" in text and "Only in NEW (1 cases" in text
 
 
-def test_factor_must_exceed_one():
-    with pytest.raises(ValueError, match="factor must be > 1"):
-        compare(_rows({}), _rows({}), factor=1.0)
+def test_no_case_in_common_is_an_error():
+    with pytest.raises(CompareError, match="no case in common"):
+        compare(_rows({"a": [1.0] * 6}), _rows({"b": [1.0] * 6}))
+
+
+def test_suites_never_pair():
+    imported = _rows({"a": [1.0] * 6}).assign(suite="benchmark")
+    with pytest.raises(CompareError, match="no case in common"):
+        compare(_rows({"a": [1.0] * 6}), imported)
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.5, float("nan"), float("inf")])
+def test_factor_must_be_a_finite_number_above_one(factor):
+    with pytest.raises(CompareError, match="factor must be a finite number > 1"):
+        compare(_rows({"a": [1.0] * 6}), _rows({"a": [1.0] * 6}), factor=factor)
+
+
+def test_across_machines_the_floor_ratio_is_compared_not_time():
+    base = _rows({"a": [1.0] * 6}, machine="laptop", metric="floor_multiple")
+    new = _rows({"a": [3.0] * 6}, machine="server", metric="floor_multiple")  # 3x slower machine ...
+    new.loc[new.metric == "floor_multiple", "value"] = 0.5  # ... but the same multiple of its floor
+    new.loc[new.metric == "floor_multiple", "samples"] = pd.Series([[0.5] * 6], index=new.index[new.metric == "floor_multiple"])
+    comparison = compare(base, new)
+    assert comparison.metric == "floor_multiple"
+    assert comparison.table["verdict"].tolist() == ["same"]
+    assert "different machines" in summary_markdown(comparison)
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows.to_dict("records")))
+    return path
+
+
+def _exit_code(*args):
+    try:
+        return run_bench.main(["compare", *map(str, args)])
+    except SystemExit as error:
+        return error.code
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    base = _write(tmp_path / "base.jsonl", _rows({"a": [1.0] * 6}))
+    slower = _write(tmp_path / "slower.jsonl", _rows({"a": [2.0, 2.1, 2.2, 2.0, 2.1, 2.2]}))
+    broken = _write(tmp_path / "broken.jsonl", _rows({"a": None}))
+    other = _write(tmp_path / "other.jsonl", _rows({"b": [1.0] * 6}))
+    corrupt = tmp_path / "corrupt.jsonl"
+    corrupt.write_text('{"metric": "time_s", "value": 1\n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert _exit_code(base, base) == 0
+    assert _exit_code(base, slower) == 1
+    assert _exit_code(base, broken) == 1
+    for args, named in [((base, other), "no case in common"), ((base, corrupt), "corrupt.jsonl"),
+                        ((base, empty), "empty.jsonl"), ((base, tmp_path / "missing.jsonl"), "missing.jsonl"),
+                        ((base, base, "--factor", "nan"), "--factor")]:
+        with pytest.raises(SystemExit) as error:
+            run_bench.main(["compare", *map(str, args)])
+        assert error.value.code == 2 and named in str(error.value), args
+
+
+def test_cli_bad_input_is_one_line_on_stderr_not_a_traceback(tmp_path):
+    corrupt = tmp_path / "corrupt.jsonl"
+    corrupt.write_text('{"metric": "time_s", "value": 1\n')
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "compare", str(corrupt), str(corrupt)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "corrupt.jsonl" in done.stderr

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from harness.inputs import scan_inputs
-from harness.verify import _upstream, check_scan, judge_normwise, scan_reference
+from harness.verify import _upstream, check_scan, judge_normwise, judge_output, scan_reference
 from impls import get_scan_backend
+from impls.tolerances import Tolerance
 
 
 @pytest.mark.parametrize("fraction,passes", [(0.9, True), (1.1, False)])
@@ -37,3 +38,17 @@ def test_a_cancelling_gradient_does_not_fail_the_exact_loop():
     a, kv, h0 = scan_inputs(1, 127, 1, torch.float32, gate_regime="long_memory", kv_regime="mixed", seed=1212)
     verdicts = check_scan(get_scan_backend("sequential"), a, kv, h0)
     assert all(v.passed for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("norm", ["elementwise", "normwise"])
+@pytest.mark.parametrize("fraction,passes", [(0.9, True), (1.1, False)])
+def test_output_judge_boundary_for_each_norm(norm, fraction, passes):
+    tol = Tolerance(rtol=1e-3, atol=1e-6, grad_rtol=1e-3, norm=norm)
+    ref = torch.tensor([1.0, -4.0, 0.5], dtype=torch.float64)
+    scale = torch.tensor([2.0, 8.0, 0.5], dtype=torch.float64)
+    # the allowed error at the last element: from its own scale, or from the largest scale (normwise)
+    allowed = tol.atol + tol.rtol * (0.5 if norm == "elementwise" else 8.0)
+    out = ref + torch.tensor([0.0, 0.0, fraction * allowed], dtype=torch.float64)
+    verdict = judge_output("h", out, ref, scale, tol)
+    assert verdict.passed is passes
+    assert verdict.worst_ratio == pytest.approx(fraction)
