@@ -70,9 +70,15 @@ def _static_info():
         "torch": torch.__version__,
         "jax": _jax_version(),
         "python": platform.python_version(),
-        "commit": _git("rev-parse", "--short=12", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **code_state(),
     }
+
+
+def code_state():
+    """The commit measured and whether the tree had uncommitted changes, read now (not cached): a
+    run resumed after a commit stamps its new rows with the new commit."""
+    return {"commit": _git("rev-parse", "--short=12", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def machine_id(info):

@@ -1,9 +1,11 @@
 """Tidy long-format records, one row per case and metric, stored as JSON lines per run.
 
 Layout: reports/<machine_id>/runs/<run_id>.jsonl (rows) and <run_id>.meta.json (the sweep's
-config, the machine, status). Every write goes to a temporary file that is fsynced and renamed
-over the old one, so a kill at any moment leaves the previous complete file; a run whose meta
-says "running" is resumed by the next run of the same config, which skips the units it has.
+config, the machine, status). A finished unit is appended to the rows file in one write and
+fsynced: a kill can tear only the last unit, and resuming drops that torn tail (rewriting the file
+once) and measures the unit again. Whole-file writes (meta, reports) go to a temporary file that is
+fsynced and renamed over the old one. A run whose meta says "running" is resumed by the next run of
+the same config, which skips the units it has; each session stamps its rows with the commit it ran.
 
 JSON lines rather than CSV or Parquet: rows keep their types (floats, None, booleans) without a
 schema file, diff line by line in git, and need no pyarrow.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .machine import machine_info
+from .machine import code_state, machine_info
 
 # Column -> meaning. tests/test_readme.py checks that README.md documents every column.
 SCHEMA = {
@@ -62,6 +64,44 @@ def atomic_write_text(path, text):
         raise
 
 
+def append_durably(path, text):
+    """One write at the end of the file, fsynced before returning."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_complete_units(path):
+    """The rows of a run file without a unit torn by a crash. A unit is appended in one write, which
+    a kill cannot cut; a crash can, leaving a last line without its newline. Then that line and the
+    rest of the unit being appended (the last complete row's unit, measured again on resume) are
+    dropped, and the file is rewritten once without them so that appending can go on."""
+    text = Path(path).read_text()
+    lines = text.splitlines()
+    torn = bool(text) and not text.endswith("\n")
+    if torn:
+        lines.pop()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}: line {number} is not JSON (not a torn last line: the file is corrupt)") from None
+    if torn:
+        last_unit = rows[-1]["unit_id"] if rows else None
+        while rows and rows[-1]["unit_id"] == last_unit:
+            rows.pop()
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
 def config_hash(config):
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -72,12 +112,13 @@ def utc_now():
 
 @dataclass
 class Run:
-    """One sweep's records; `add_unit` persists a finished unit atomically."""
+    """One sweep's records; `add_unit` persists a finished unit (appended, fsynced)."""
 
     directory: Path
     run_id: str
     meta: dict
     rows: list = field(default_factory=list)
+    code: dict = field(default_factory=dict)  # commit and dirty flag of this session (open_run)
 
     @property
     def rows_path(self):
@@ -92,10 +133,10 @@ class Run:
 
     def add_unit(self, rows):
         machine = {k: self.meta["machine"].get(k, "") for k in MACHINE_COLUMNS}
-        stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, "run_id": self.run_id,
+        stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, **self.code, "run_id": self.run_id,
                     "timestamp": row.get("timestamp") or utc_now()} for row in rows]
+        append_durably(self.rows_path, "".join(json.dumps(r) + "\n" for r in stamped))
         self.rows.extend(stamped)
-        atomic_write_text(self.rows_path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
     def finish(self):
         self.meta.update(status="complete", finished=utc_now())
@@ -111,15 +152,15 @@ def open_run(reports_dir, suite, config, resume=True):
         for meta_path in sorted(directory.glob(f"{suite}-*-{digest}.meta.json")):
             meta = json.loads(meta_path.read_text())
             if meta.get("status") == "running":
-                run = Run(directory, meta["run_id"], meta)
+                run = Run(directory, meta["run_id"], meta, code=code_state())
                 if run.rows_path.exists():
-                    run.rows = [json.loads(line) for line in run.rows_path.read_text().splitlines() if line]
+                    run.rows = read_complete_units(run.rows_path)
                 return run
     run_id = f"{suite}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{digest}"
     meta = {"run_id": run_id, "suite": suite, "config": config, "machine": machine,
             "status": "running", "started": utc_now()}
     atomic_write_text(directory / f"{run_id}.meta.json", json.dumps(meta, indent=1, default=str))
-    return Run(directory, run_id, meta)
+    return Run(directory, run_id, meta, code=code_state())
 
 
 def load_rows(path):

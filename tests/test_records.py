@@ -66,3 +66,47 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def _units(run_path):
+    return [json.loads(line)["unit_id"] for line in run_path.read_text().splitlines()]
+
+
+def test_adding_a_unit_appends_and_never_rewrites_the_file(tmp_path, monkeypatch):
+    rewrites = []
+    monkeypatch.setattr(records, "atomic_write_text", lambda path, text: rewrites.append(str(path)))
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    for unit in ("u1", "u2", "u3"):
+        run.add_unit([{"unit_id": unit, "metric": "m", "value": 1.0}, {"unit_id": unit, "metric": "n", "value": 2.0}])
+    assert _units(run.rows_path) == ["u1", "u1", "u2", "u2", "u3", "u3"]
+    assert not [p for p in rewrites if p.endswith(".jsonl")]
+
+
+def test_a_unit_torn_by_a_crash_is_dropped_and_measured_again(tmp_path):
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    for unit in ("u1", "u2"):
+        run.add_unit([{"unit_id": unit, "metric": "m", "value": 1.0}, {"unit_id": unit, "metric": "n", "value": 2.0}])
+    text = run.rows_path.read_text()
+    run.rows_path.write_text(text[:-25])  # the crash cut u2's second row short
+    resumed = open_run(tmp_path, "accuracy", {"x": 1})
+    assert resumed.run_id == run.run_id and resumed.done_units() == {"u1"}
+    resumed.add_unit([{"unit_id": "u2", "metric": "m", "value": 1.0}])
+    assert _units(run.rows_path) == ["u1", "u1", "u2"]
+
+
+def test_a_corrupt_line_that_is_not_the_last_is_an_error(tmp_path):
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    run.add_unit([{"unit_id": "u1", "metric": "m", "value": 1.0}])
+    run.rows_path.write_text("{not json\n" + run.rows_path.read_text())
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        open_run(tmp_path, "accuracy", {"x": 1})
+
+
+def test_a_resumed_run_stamps_new_rows_with_the_commit_it_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "code_state", lambda: {"commit": "aaaa", "dirty": False})
+    open_run(tmp_path, "accuracy", {"x": 1}).add_unit([{"unit_id": "u1", "metric": "m", "value": 1.0}])
+    monkeypatch.setattr(records, "code_state", lambda: {"commit": "bbbb", "dirty": True})
+    resumed = open_run(tmp_path, "accuracy", {"x": 1})
+    resumed.add_unit([{"unit_id": "u2", "metric": "m", "value": 1.0}])
+    stamped = {r["unit_id"]: (r["commit"], r["dirty"]) for r in map(json.loads, resumed.rows_path.read_text().splitlines())}
+    assert stamped == {"u1": ("aaaa", False), "u2": ("bbbb", True)}
