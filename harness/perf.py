@@ -15,6 +15,8 @@ from .timing import SPREAD_LIMIT, interleaved, ratios_to_floor, seconds_per_call
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
 COPY = "copy"  # CUDA sweeps also time a plain copy: `copy_fraction` is a case's GB/s over the copy's
+SPEC_KEYS = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
+MEMORY_UNIT = "memory"  # CPU peaks: one unit, measured after every timed group
 
 
 def floor_names(device):
@@ -59,8 +61,7 @@ def perf_groups(family, config, device):
 
 
 def _row(spec, unit_id, metric, value, unit, lo="", hi="", note="", samples=""):
-    keys = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
-    return dict({k: spec[k] for k in keys}, suite="perf", unit_id=unit_id, regime="", metric=metric,
+    return dict({k: spec[k] for k in SPEC_KEYS}, suite="perf", unit_id=unit_id, regime="", metric=metric,
                 value=value, lo=lo, hi=hi, unit=unit, note=note, samples=samples)
 
 
@@ -107,14 +108,21 @@ def _timing_rows(spec, unit_id, case, timing, floors):
     return rows
 
 
-def _memory_rows(specs, unit_id, cases, device):
-    if device == "cpu":
-        peaks = cpu_peaks([s for s in specs if s["backend"] in cases])
-    else:
-        peaks = [cuda_peak_above_start(cases[s["backend"]].run, device) for s in specs if s["backend"] in cases]
+def _cuda_memory_rows(specs, unit_id, cases, device):
     measured = [s for s in specs if s["backend"] in cases]
-    return [_row(s, unit_id, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
-            for s, p in zip(measured, peaks)]
+    return [_row(s, unit_id, "peak_bytes", cuda_peak_above_start(cases[s["backend"]].run, device), "bytes")
+            for s in measured]
+
+
+def _cpu_memory_rows(rows):
+    """Peak rows for every case timed in this run, from one worker process: a worker per group paid
+    its torch and JAX imports and JAX compiles again each time (38 of the quick scan sweep's 59 s)."""
+    specs = [{k: r[k] for k in SPEC_KEYS} for r in rows
+             if r["metric"] == "time_s" and r["value"] is not None and r["backend"] not in FLOORS
+             and r["backend"] != COPY]
+    peaks = cpu_peaks(specs, timeout_s=600 + 10 * len(specs))
+    return [_row(s, MEMORY_UNIT, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
+            for s, p in zip(specs, peaks)]
 
 
 def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=True, resume=True, progress=True):
@@ -142,11 +150,13 @@ def run_perf(family, config, device, reports_dir, rounds, min_sample_s, memory=T
             if spec["backend"] in timings:
                 case = floor_cases.get(spec["backend"]) or cases[spec["backend"]]
                 rows += _timing_rows(spec, unit_id, case, timings[spec["backend"]], floors)
-        if memory:
-            rows += _memory_rows(specs, unit_id, cases, device)
+        if memory and device != "cpu":
+            rows += _cuda_memory_rows(specs, unit_id, cases, device)
         run.add_unit(rows)
         del cases, runs
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache
+    if memory and device == "cpu" and MEMORY_UNIT not in done:
+        run.add_unit(_cpu_memory_rows(run.rows))
     run.finish()
     return run
