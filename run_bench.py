@@ -109,6 +109,8 @@ def build_parser():
     compare.add_argument("base", help="a run file (.jsonl) or a machine folder under reports/")
     compare.add_argument("new", help="a run file (.jsonl) or a machine folder under reports/")
     compare.add_argument("--factor", type=float, default=1.1, help="ratio above which a slowdown can count (default 1.1)")
+    compare.add_argument("--on", choices=["auto", "time", "floor"], default="auto",
+                         help="time, x floor, or auto: time on one machine, x floor across two (default)")
     compare.add_argument("--out", help="also write the markdown summary here")
     imported = commands.add_parser("import-benchmark", help="add pytest-benchmark JSON to the records")
     imported.add_argument("json_file")
@@ -222,7 +224,7 @@ def cmd_compare(args):
 
     base, new = _compare_rows(args.base, "BASE"), _compare_rows(args.new, "NEW")
     try:
-        comparison = compare(base, new, args.factor)
+        comparison = compare(base, new, args.factor, args.on)
     except CompareError as error:
         flag = "--factor: " if "factor" in str(error) else ""
         raise UserError(f"compare: {flag}{error}") from None

@@ -93,11 +93,19 @@ def _machines(rows):
     return set(rows["machine_id"].dropna().astype(str)) - {""} if "machine_id" in rows else set()
 
 
-def compare(base_rows, new_rows, factor=1.1):
-    """The comparison of NEW against BASE, on time_s on one machine and floor_multiple across two."""
+ON = {"time": "time_s", "floor": "floor_multiple"}
+
+
+def compare(base_rows, new_rows, factor=1.1, on="auto"):
+    """The comparison of NEW against BASE on `on`: "time", "floor" (x floor), or "auto": time on one
+    machine, x floor across two."""
     if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 1):
         raise CompareError(f"factor must be a finite number > 1, got {factor}")
-    metric = "floor_multiple" if _machines(base_rows) != _machines(new_rows) else "time_s"
+    if on not in ("auto", *ON):
+        raise CompareError(f"on must be auto, time or floor, got {on!r}")
+    if on == "auto":
+        on = "floor" if _machines(base_rows) != _machines(new_rows) else "time"
+    metric = ON[on]
     base, new = _cases(base_rows, metric), _cases(new_rows, metric)
     merged = base.merge(new, on=KEY, suffixes=("_base", "_new"))
     if merged.empty:
@@ -138,8 +146,8 @@ def summary_markdown(comparison):
     lines = [f"## compare: {len(table)} cases in common, factor {comparison.factor}, on {shown_metric}", "",
              ", ".join(f"{counts.get(k, 0)} {k}" for k in VERDICTS), ""]
     if comparison.metric == "floor_multiple":
-        lines += ["BASE and NEW come from different machines: compared on `x floor`, each case's per-round "
-                  "ratio to the bandwidth floor measured in the same run, not on absolute time.", ""]
+        lines += ["Compared on `x floor`, each case's per-round ratio to the bandwidth floor measured in the same "
+                  "run, not on absolute time, which does not carry across machines or a noisy machine's hours.", ""]
     shown = table.assign(base=[_figure(*f) for f in zip(table.value_base, table.lo_base, table.hi_base)],
                          new=[_figure(*f) for f in zip(table.value_new, table.lo_new, table.hi_new)],
                          ratio=table.ratio.map(lambda r: "-" if math.isnan(r) else f"{r:.3f}"),

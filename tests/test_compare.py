@@ -125,7 +125,9 @@ def test_across_machines_the_floor_ratio_is_compared_not_time():
     comparison = compare(base, new)
     assert comparison.metric == "floor_multiple"
     assert comparison.table["verdict"].tolist() == ["same"]
-    assert "different machines" in summary_markdown(comparison)
+    assert "not on absolute time" in summary_markdown(comparison)
+    assert compare(base, new, on="time").table["verdict"].tolist() == ["regression"]  # 3x slower, every round
+    assert compare(base, base.assign(machine_id="server"), on="floor").metric == "floor_multiple"
 
 
 def _write(path, rows):
