@@ -1,0 +1,54 @@
+"""How report figures are computed, on synthetic records and samples with known answers."""
+import math
+
+import pandas as pd
+import pytest
+
+from harness.report import peak_mib, perf_markdown, perf_table
+from harness.timing import Timing, ratios_to_floor
+
+
+def test_timing_statistics_on_known_samples():
+    timing = Timing([5.0, 1.0, 3.0, 2.0, 4.0], first_call_s=13.0, number=1)
+    assert timing.median == 3.0
+    assert timing.p20 == pytest.approx(1.8) and timing.p80 == pytest.approx(4.2)  # linear interpolation
+    assert timing.spread == pytest.approx((4.2 - 1.8) / 3.0)
+    assert timing.compile_s == 10.0
+
+
+def test_floor_ratio_is_per_round_and_scaled_to_the_bytes_moved():
+    case = Timing([2.0, 4.0, 6.0], 0.0, 1)
+    floor = Timing([1.0, 1.0, 3.0], 0.0, 1)
+    # the case moves twice the floor's bytes: per round t / (2 f) = 1, 2, 1 (never the ratio of medians, 4/2)
+    assert ratios_to_floor(case, floor, case_bytes=200, floor_bytes=100) == [1.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize("value,device,shown", [(1000.0, "cpu", "< 64 KiB"), (65536.0, "cpu", "0.0625"),
+                                                (1000.0, "cuda", "0.0009537"), (math.nan, "cpu", "-"),
+                                                (3 * 2 ** 20, "cpu", "3")])
+def test_peak_memory_below_the_cpu_resolution_is_never_zero(value, device, shown):
+    assert peak_mib(value, device) == shown
+
+
+def _perf_rows():
+    key = dict(suite="perf", family="scan", device="cpu", dtype="float32", mode="forward", L=64, N=0, B=1, D=4)
+    return pd.DataFrame([
+        dict(key, backend="assoc", metric="time_s", value=0.002, lo=0.001, hi=0.003, note=""),
+        dict(key, backend="assoc", metric="peak_bytes", value=100.0, lo="", hi="", note=""),
+        dict(key, backend="assoc", metric="floor_multiple", value=4.0, lo="", hi="", note=""),
+        dict(key, backend="heinsen", metric="time_s", value=None, lo="", hi="", note="no speed figure: h fails"),
+        dict(key, backend="heinsen", metric="worst_ratio", value=2.0, lo="", hi="", note=""),
+    ])
+
+
+def test_perf_table_puts_each_metric_in_its_column_and_the_interval_from_the_time_row():
+    table = perf_table(_perf_rows()).set_index("backend")
+    assert table.loc["assoc", "time_s"] == 0.002 and table.loc["assoc", "p20"] == 0.001
+    assert table.loc["assoc", "p80"] == 0.003 and table.loc["assoc", "floor_multiple"] == 4.0
+    assert pd.isna(table.loc["heinsen", "time_s"]) and table.loc["heinsen", "note"] == "no speed figure: h fails"
+
+
+def test_perf_markdown_shows_milliseconds_and_the_memory_floor():
+    text = perf_markdown(perf_table(_perf_rows()))
+    assert "| 2 [1, 3]" in text  # seconds to ms: median [p20, p80]
+    assert "< 64 KiB" in text and "no speed figure: h fails" in text
