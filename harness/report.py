@@ -144,17 +144,32 @@ def plot_times(table, path, title):
     plt.close(fig)
 
 
+MARKERS = "osD^v<>pP*Xh"
+
+
 def plot_errors(ratio, path, title, dtype=None):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Worst RMS relative output error against L: one panel per dtype, one line and marker per
+    backend, the same colour and marker for a backend in every panel."""
     outputs = ratio[(ratio["kind"] == "output") & ((ratio["dtype"] == dtype) if dtype else True)]
     worst = outputs.groupby(["backend", "dtype", "L"])["rms_rel"].max().reset_index()
-    for (backend, dtype), group in worst.groupby(["backend", "dtype"]):
-        ax.plot(group["L"], group["rms_rel"].clip(lower=1e-18), marker="o", label=f"{backend} {dtype}")
-    ax.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="worst RMS relative error (output)",
-           title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    dtypes = sorted(worst["dtype"].unique()) or [dtype or ""]
+    backends = sorted(worst["backend"].unique())
+    colours = plt.get_cmap("tab20" if len(backends) > 10 else "tab10")
+    style = {b: dict(color=colours(i), marker=MARKERS[i % len(MARKERS)]) for i, b in enumerate(backends)}
+    columns = min(3, len(dtypes))
+    rows = -(-len(dtypes) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, dtypes):
+        for backend, group in worst[worst["dtype"] == name].groupby("backend"):
+            ax.plot(group["L"], group["rms_rel"].clip(lower=1e-18), label=backend, markersize=4, **style[backend])
+        ax.set(xscale="log", yscale="log", xlabel="L", ylabel="worst RMS rel. error", title=name)
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(dtypes):]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], label=b, **style[b]) for b in backends]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(backends) or 1), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(backends) // 6), 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
