@@ -234,10 +234,43 @@ def _machine_meta(machine_dir, runs):
     return {}
 
 
+CASE = ["family", "dtype", "mode", "B", "L", "D", "N", "backend"]  # a case, whatever the machine
+
+
+def _cell(time_s, floor_multiple):
+    if pd.isna(time_s):
+        return "-"
+    return f"{time_s * 1e3:.3g} ms" + (f" ({floor_multiple:.3g}x floor)" if pd.notna(floor_multiple) else "")
+
+
+def machines_markdown(rows_by_machine):
+    """Every perf case with a column per machine that has records of it: median time and x floor,
+    the ratio that carries across machines. '' when no machine has perf records."""
+    parts = []
+    for machine, rows in rows_by_machine.items():
+        perf = rows[rows["suite"] == "perf"] if "suite" in rows else rows
+        if perf.empty:
+            continue
+        table = perf_table(perf)
+        floor = table["floor_multiple"] if "floor_multiple" in table else pd.Series(float("nan"), index=table.index)
+        parts.append(table[CASE].assign(machine=machine, cell=[_cell(t, f) for t, f in zip(table["time_s"], floor)]))
+    if not parts:
+        return ""
+    wide = pd.concat(parts).pivot_table(index=CASE, columns="machine", values="cell", aggfunc="first",
+                                        fill_value="").reset_index()
+    out = ["\n## Every case on every machine\n",
+           "Median time per call and, in brackets, the multiple of the bandwidth floor measured in the same run "
+           "on that machine: compare machines on the multiple. Empty: no records of the case there.\n"]
+    for family, group in wide.groupby("family", sort=False):
+        out += [f"\n### {family}\n", group.drop(columns="family").to_markdown(index=False)]
+    return "\n".join(out) + "\n"
+
+
 def render_all(reports_dir):
     reports_dir = Path(reports_dir)
     machines = sorted(p for p in reports_dir.iterdir() if (p / "runs").is_dir())
     written = [path for machine in machines for path in render_machine(machine)]
     index = [GENERATED, "# scanlab reports\n"] + [f"- [{m.name}]({m.name}/index.md)" for m in machines]
+    index.append(machines_markdown({m.name: load_rows(m) for m in machines}))
     atomic_write_text(reports_dir / "index.md", "\n".join(index) + "\n")
     return written

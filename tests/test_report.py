@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from harness.report import peak_mib, perf_markdown, perf_table
+from harness.report import machines_markdown, peak_mib, perf_markdown, perf_table
 from harness.timing import Timing, ratios_to_floor
 
 
@@ -52,3 +52,17 @@ def test_perf_markdown_shows_milliseconds_and_the_memory_floor():
     text = perf_markdown(perf_table(_perf_rows()))
     assert "| 2 [1, 3]" in text  # seconds to ms: median [p20, p80]
     assert "< 64 KiB" in text and "no speed figure: h fails" in text
+
+
+def test_the_top_index_lists_each_case_with_every_machine_that_has_it():
+    laptop = _perf_rows()
+    server = _perf_rows().assign(device="cuda")
+    server.loc[server.metric == "time_s", "value"] = [0.0005, float("nan")]
+    server = pd.concat([server, server.iloc[[0]].assign(L=128)])  # a case only the server has
+    text = machines_markdown({"laptop": laptop, "server": server})
+    lines = {line.split("|")[7].strip() + "@" + line.split("|")[4].strip(): line for line in text.splitlines()
+             if line.startswith("| float32")}
+    assert "2 ms (4x floor)" in lines["assoc@64"] and "0.5 ms (4x floor)" in lines["assoc@64"]
+    assert lines["heinsen@64"].count("| -") == 2  # failed its check on both: no time
+    assert "laptop" in text and "server" in text
+    assert lines["assoc@128"].split("|")[8].strip() == ""  # the laptop has no records of L = 128
