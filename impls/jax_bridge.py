@@ -70,23 +70,31 @@ def to_torch(array):
 
 
 def torch_op(fn):
-    """A torch callable with autograd for `fn(*arrays) -> array`."""
+    """A torch callable with autograd for `fn(*arrays) -> array`.
+
+    When a gradient will be asked for, the forward runs `jax.vjp` under jit and keeps its residuals
+    (a pytree of arrays), so the backward only runs the pullback: recomputing the forward inside
+    the backward made JAX's forward+backward pay the forward twice, unlike every torch backend.
+    """
     import jax
 
     forward = jax.jit(fn)
-    pullback = jax.jit(lambda primals, cotangent: jax.vjp(fn, *primals)[1](cotangent))
+    forward_keeping_residuals = jax.jit(lambda *primals: jax.vjp(fn, *primals))
+    pull = jax.jit(lambda pullback, cotangent: pullback(cotangent))
 
     class JaxOp(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *tensors):
-            ctx.save_for_backward(*tensors)
-            return to_torch(forward(*map(to_jax, tensors)))
+            arrays = tuple(map(to_jax, tensors))
+            if not any(ctx.needs_input_grad):
+                return to_torch(forward(*arrays))
+            out, ctx.pullback = forward_keeping_residuals(*arrays)
+            return to_torch(out)
 
         @staticmethod
         def backward(ctx, grad):
             # JAX's cotangent of a complex value is the conjugate of torch's gradient
-            primals = tuple(map(to_jax, ctx.saved_tensors))
-            grads = pullback(primals, to_jax(grad.conj()))
+            grads = pull(ctx.pullback, to_jax(grad.conj()))
             return tuple(to_torch(g).conj() for g in grads)
 
     return JaxOp.apply

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 jax = pytest.importorskip("jax")
-from impls.jax_bridge import to_jax, to_torch, torch_op  # noqa: E402
+from impls.jax_bridge import import_jax, to_jax, to_torch, torch_op  # noqa: E402
+
+import_jax()  # enables float64 in JAX, as every JAX backend does; alone, this file ran without it
 
 
 def test_tensor_to_jax_shares_memory():
@@ -47,3 +49,23 @@ def test_fast_cpu_import_agrees_with_jax_from_dlpack(dtype):
     ours = to_jax(view)
     theirs = jax.dlpack.from_dlpack(view.resolve_conj().contiguous())
     assert ours.dtype == theirs.dtype and (ours == theirs).all()
+
+
+def test_forward_and_backward_run_the_forward_once():
+    """The backward uses the residuals the forward kept; it does not run the forward again."""
+    import jax
+
+    runs = []
+
+    def doubled(x):
+        jax.debug.callback(lambda: runs.append(1))
+        return x * 2
+
+    op = torch_op(doubled)
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    op(x).sum().backward()
+    assert torch.equal(x.grad, torch.full((3,), 2.0, dtype=torch.float64))
+    assert len(runs) == 1
+    with torch.no_grad():
+        op(x)
+    assert len(runs) == 2
