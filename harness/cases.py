@@ -85,7 +85,10 @@ def conv_case(spec):
     u, K = conv_inputs(spec["B"], spec["L"], spec["D"], dtype, "fast", seed=spec["L"], device=device)
     run = _forward_or_both(lambda: backend(u, K), [u, K], spec["mode"])
     check = lambda: check_conv(backend, u.detach(), K.detach(), gradients=spec["mode"] == BACKWARD)
-    return Case(spec, run, 2 * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
+    # forward reads u, K and writes y; backward also reads dy and writes du, dK
+    both = spec["mode"] == BACKWARD
+    moved = (4 if both else 2) * u.numel() * _itemsize(dtype) + (2 if both else 1) * K.numel() * K.element_size()
+    return Case(spec, run, moved, spec["B"] * spec["L"], check)
 
 
 def dss_case(spec):
@@ -103,7 +106,9 @@ def dss_case(spec):
         ref, scale = dss_reference(u.cpu(), Lambda.cpu(), C.cpu())
         with torch.no_grad():
             return [judge_output("y", forward().cpu(), ref, scale, tol)]
-    return Case(spec, run, 2 * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
+    # forward reads u and writes y; backward also reads dy and writes du (Lambda and C are N and H*N)
+    tensors = 4 if spec["mode"] == BACKWARD else 2
+    return Case(spec, run, tensors * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
 
 
 def _layer(path, dim, modes):
