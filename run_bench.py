@@ -84,7 +84,10 @@ def _perf_flags(parser):
     parser.add_argument("--family", type=_list_of(str, _known(sweeps.FAMILIES, "family")),
                         default=list(sweeps.FAMILIES), help="scan,conv,dss,layer (default all)")
     parser.add_argument("--modes", type=_list_of(str, _known(sweeps.MODES, "mode")), help="forward,forward+backward")
-    parser.add_argument("--rounds", type=_positive_int, help="interleaved timing rounds")
+    parser.add_argument("--rounds", type=_positive_int,
+                        help="interleaved timing rounds (exactly this many unless --max-rounds is given)")
+    parser.add_argument("--max-rounds", type=_positive_int,
+                        help="more rounds, up to this many, while a case's IQR is 10%% of its median or more")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     parser.add_argument("--threads", type=_positive_int,
                         help="intra-op threads for torch and numba (default: torch's, all cores); recorded in every "
@@ -182,13 +185,20 @@ def cmd_accuracy(args, device):
 def cmd_perf(args, device):
     from harness.perf import run_perf
 
+    from harness.timing import Rounds
+
     chosen = sweeps.preset(args.preset)
+    least = args.rounds or chosen["rounds"]
+    most = args.max_rounds or (args.rounds or chosen["max_rounds"])
+    if most < least:
+        raise UserError(f"--max-rounds {most} is below the {least} rounds every case gets (--rounds or the preset's)")
+    rounds = Rounds(least, most, chosen["round_budget_s"])
     runs = []
     for family in args.family:
         config = sweeps.override(chosen["perf"][family], lengths=args.lengths, dtypes=args.dtypes, batch=args.batch,
                                  channels=args.channels, backends=args.backends, modes=args.modes)
         _check_backends(config["backends"], family)
-        run = run_perf(family, config, device, args.reports, rounds=args.rounds or chosen["rounds"],
+        run = run_perf(family, config, device, args.reports, rounds=rounds,
                        min_sample_s=chosen["min_sample_s"], memory=chosen["memory"] and not args.no_memory,
                        resume=not args.fresh, progress=not args.no_progress)
         print(f"perf {family}: {len(run.rows)} rows in {run.rows_path}")

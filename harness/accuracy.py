@@ -4,6 +4,7 @@ from tqdm import tqdm
 
 from impls import all_scan_backends, conv_backends
 
+from .case_key import CaseKey
 from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
 from .records import open_run
@@ -19,9 +20,13 @@ def chosen_scan_backends(config):
 
 
 def accuracy_units(config, device="cpu"):
-    """(unit_id, spec) for every scan and conv case of the sweep, on the backends that run on `device`
-    and take the dtype (the others: support.skipped_rows)."""
+    """(unit_id, CaseKey, regime) for every scan and conv case of the sweep, on the backends that run on
+    `device` and take the dtype (the others: support.skipped_rows). The key's mode is empty: each
+    quantity checked (output, state, gradients) becomes the mode of its rows."""
     chosen = config.get("backends")
+    case = lambda family, name, dtype, length: CaseKey(family=family, device=device, dtype=dtype, mode="",
+                                                     B=config["batch"], L=length, D=config["channels"], N=0,
+                                                     backend=name)
     units = []
     for name, backend in chosen_scan_backends(config).items():
         for dtype in config["dtypes"]:
@@ -30,27 +35,25 @@ def accuracy_units(config, device="cpu"):
             for gate in config["gate_regimes"]:
                 for kv in config["kv_regimes"]:
                     for length in config["lengths"]:
-                        spec = dict(family="scan", backend=name, dtype=dtype, L=length, regime=f"{gate}/{kv}")
-                        units.append((f"scan|{name}|{dtype}|{gate}/{kv}|{length}", spec))
+                        units.append((f"scan|{name}|{dtype}|{gate}/{kv}|{length}",
+                                      case("scan", name, dtype, length), f"{gate}/{kv}"))
     for name, backend in conv_backends().items():
         if chosen and name not in chosen:
             continue
         for dtype in (d for d in config["dtypes"] if runnable(backend, device, d)):
             for decay in DECAYS:
                 for length in config["lengths"]:
-                    spec = dict(family="conv", backend=name, dtype=dtype, L=length, regime=decay)
-                    units.append((f"conv|{name}|{dtype}|{decay}|{length}", spec))
+                    units.append((f"conv|{name}|{dtype}|{decay}|{length}", case("conv", name, dtype, length), decay))
     return units
 
 
-def _measure(spec, config, device):
-    dtype, length = DTYPES[spec["dtype"]], spec["L"]
-    batch, channels = config["batch"], config["channels"]
+def _measure(key, regime, config):
+    dtype, length, device = DTYPES[key.dtype], key.L, key.device
     gradients = length <= config["gradients_max_len"]
-    if spec["family"] == "scan":
-        backend = all_scan_backends()[spec["backend"]]
-        gate, kv_regime = spec["regime"].split("/")
-        a, kv, h0 = scan_inputs(batch, length, channels, dtype, gate, kv_regime, seed=length, device=device)
+    if key.family == "scan":
+        backend = all_scan_backends()[key.backend]
+        gate, kv_regime = regime.split("/")
+        a, kv, h0 = scan_inputs(key.B, length, key.D, dtype, gate, kv_regime, seed=length, device=device)
         refused = backend.refusal(a, kv, h0)
         if refused:
             return None, refused
@@ -58,8 +61,8 @@ def _measure(spec, config, device):
         verdicts = check_scan(backend, a, kv, h0, gradients=gradients)
         references = scan_references(a, kv, h0, gradients)
         return verdicts, backend.tolerance(dtype).domain.violations(a, references=references)
-    backend = conv_backends()[spec["backend"]]
-    u, K = conv_inputs(batch, length, channels, dtype, spec["regime"], seed=length, device=device)
+    backend = conv_backends()[key.backend]
+    u, K = conv_inputs(key.B, length, key.D, dtype, regime, seed=length, device=device)
     return check_conv(backend, u, K, gradients=gradients), []
 
 
@@ -70,17 +73,16 @@ def run_accuracy(config, device, reports_dir, resume=True, progress=True):
                if r["unit_id"] not in done]
     if skipped:
         run.add_unit(skipped)
-    for unit_id, spec in tqdm(accuracy_units(config, device), desc="accuracy", disable=not progress):
+    for unit_id, key, regime in tqdm(accuracy_units(config, device), desc="accuracy", disable=not progress):
         if unit_id in done:
             continue
-        verdicts, outside = _measure(spec, config, device)
-        where = dict(B=config["batch"], L=spec["L"], D=config["channels"], N=0, regime=spec["regime"])
+        verdicts, outside = _measure(key, regime, config)
         if verdicts is None:  # the backend's declared limits refuse these inputs
-            row = skipped_row("accuracy", spec["family"], spec["backend"], device, spec["dtype"], outside, **where)
+            row = skipped_row("accuracy", key.family, key.backend, device, key.dtype, outside,
+                              B=key.B, L=key.L, D=key.D, N=key.N, regime=regime)
             run.add_unit([dict(row, unit_id=unit_id)])
             continue
-        base = dict(suite="accuracy", family=spec["family"], unit_id=unit_id, backend=spec["backend"], device=device,
-                    dtype=spec["dtype"], **where, note="; ".join(outside))
+        base = dict(key.as_row(), suite="accuracy", unit_id=unit_id, regime=regime, note="; ".join(outside))
         rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)
                 for v in verdicts for metric, unit in VERDICT_METRICS.items()]
         rows.append(dict(base, mode="inputs", metric="in_domain", value=float(not outside), unit="1"))

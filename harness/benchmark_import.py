@@ -7,7 +7,7 @@ note says so.
 import json
 from pathlib import Path
 
-CASE_FIELDS = ("family", "backend", "mode", "device", "dtype", "B", "L", "D", "N")
+from .case_key import CASE_FIELDS, CaseKey
 
 
 def benchmark_rows(path):
@@ -18,8 +18,8 @@ def benchmark_rows(path):
         missing = [f for f in CASE_FIELDS if f not in info]
         if missing:
             raise ValueError(f"benchmark {bench['name']!r} lacks extra_info fields {missing}")
-        case = {f: info[f] for f in CASE_FIELDS}
-        rows.append(dict(case, suite="benchmark", unit_id=bench["fullname"], regime="", metric="time_s",
+        key = CaseKey.from_row(info)
+        rows.append(dict(key.as_row(), suite="benchmark", unit_id=bench["fullname"], regime="", metric="time_s",
                          value=stats["median"], lo=stats["q1"], hi=stats["q3"], unit="s",
                          note="pytest-benchmark: lo/hi are q1/q3", timestamp=data.get("datetime", "")))
     return rows

@@ -1,7 +1,4 @@
-"""A measurable case from a plain spec, so the timing loop and the memory worker build the same thing.
-
-spec: {"family": scan | conv | dss | layer | floor | alloc, "backend", "mode", "device", "dtype", "B", "L", "D", "N"}
-"""
+"""A measurable case from its CaseKey, so the timing loop and the memory worker build the same thing."""
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -11,6 +8,7 @@ from impls import GSS, SimpleGateLoopLayer, dss_forward, get_conv_backend, get_s
 from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
+from .case_key import CaseKey
 from .floor import copy_pass, floor_pass
 from .inputs import conv_inputs, dss_parameters, scan_inputs
 from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
@@ -22,7 +20,7 @@ BACKWARD = "forward+backward"
 
 @dataclass
 class Case:
-    spec: dict
+    key: CaseKey
     run: Callable[[], None]
     bytes_moved: int  # the least traffic the computation needs (its floor); 0 when no floor applies
     tokens: int
@@ -53,53 +51,53 @@ def _forward_or_both(forward, leaves, mode):
     return run
 
 
-def scan_case(spec):
-    dtype, device = DTYPES[spec["dtype"]], spec["device"]
-    backend = get_scan_backend(spec["backend"])
-    a, kv, _ = scan_inputs(spec["B"], spec["L"], spec["D"], dtype, seed=spec["L"], with_h0=False, device=device)
-    run = _forward_or_both(lambda: backend(a, kv)[0], [a, kv], spec["mode"])
+def scan_case(key):
+    dtype, device = DTYPES[key.dtype], key.device
+    backend = get_scan_backend(key.backend)
+    a, kv, _ = scan_inputs(key.B, key.L, key.D, dtype, seed=key.L, with_h0=False, device=device)
+    run = _forward_or_both(lambda: backend(a, kv)[0], [a, kv], key.mode)
     elements = a.numel()
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv
-    tensors = 8 if spec["mode"] == BACKWARD else 3
-    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=spec["mode"] == BACKWARD)
-    return Case(spec, run, tensors * elements * _itemsize(dtype), spec["B"] * spec["L"], check,
+    tensors = 8 if key.mode == BACKWARD else 3
+    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=key.mode == BACKWARD)
+    return Case(key, run, tensors * elements * _itemsize(dtype), key.B * key.L, check,
                 backend.refusal(a, kv, None))
 
 
-def floor_case(spec):
-    """The bandwidth floor for the spec's mode (floor.py); backend 'floor_prealloc' writes into buffers
+def floor_case(key):
+    """The bandwidth floor for the key's mode (floor.py); backend 'floor_prealloc' writes into buffers
     made once instead of fresh ones, 'copy' measures the copy bandwidth."""
-    dtype, device = DTYPES[spec["dtype"]], spec["device"]
-    x, y, _ = scan_inputs(spec["B"], spec["L"], spec["D"], dtype, with_h0=False, device=device)
-    if spec["backend"] == "copy":
+    dtype, device = DTYPES[key.dtype], key.device
+    x, y, _ = scan_inputs(key.B, key.L, key.D, dtype, with_h0=False, device=device)
+    if key.backend == "copy":
         floor = copy_pass(x)
     else:
-        floor = floor_pass(x, y, spec["mode"], preallocated=spec["backend"] == "floor_prealloc")
-    return Case(spec, floor.run, floor.tensors * x.numel() * _itemsize(dtype), spec["B"] * spec["L"])
+        floor = floor_pass(x, y, key.mode, preallocated=key.backend == "floor_prealloc")
+    return Case(key, floor.run, floor.tensors * x.numel() * _itemsize(dtype), key.B * key.L)
 
 
-def conv_case(spec):
+def conv_case(key):
     """A convolution backend on a precomputed DSS kernel: where `fft` overtakes `direct`."""
-    dtype, device = DTYPES[spec["dtype"]], spec["device"]
-    backend = get_conv_backend(spec["backend"])
-    u, K = conv_inputs(spec["B"], spec["L"], spec["D"], dtype, "fast", seed=spec["L"], device=device)
-    run = _forward_or_both(lambda: backend(u, K), [u, K], spec["mode"])
-    check = lambda: check_conv(backend, u.detach(), K.detach(), gradients=spec["mode"] == BACKWARD)
+    dtype, device = DTYPES[key.dtype], key.device
+    backend = get_conv_backend(key.backend)
+    u, K = conv_inputs(key.B, key.L, key.D, dtype, "fast", seed=key.L, device=device)
+    run = _forward_or_both(lambda: backend(u, K), [u, K], key.mode)
+    check = lambda: check_conv(backend, u.detach(), K.detach(), gradients=key.mode == BACKWARD)
     # forward reads u, K and writes y; backward also reads dy and writes du, dK
-    both = spec["mode"] == BACKWARD
+    both = key.mode == BACKWARD
     moved = (4 if both else 2) * u.numel() * _itemsize(dtype) + (2 if both else 1) * K.numel() * K.element_size()
-    return Case(spec, run, moved, spec["B"] * spec["L"], check)
+    return Case(key, run, moved, key.B * key.L, check)
 
 
-def dss_case(spec):
-    dtype, device = DTYPES[spec["dtype"]], spec["device"]
-    mode, _, name = spec["backend"].partition(":")
-    Lambda, C = dss_parameters(spec["N"], spec["D"], dtype, "fast", seed=spec["L"], device=device)
-    u = torch.randn(spec["B"], spec["L"], spec["D"], generator=torch.Generator().manual_seed(spec["L"]),
+def dss_case(key):
+    dtype, device = DTYPES[key.dtype], key.device
+    mode, _, name = key.backend.partition(":")
+    Lambda, C = dss_parameters(key.N, key.D, dtype, "fast", seed=key.L, device=device)
+    u = torch.randn(key.B, key.L, key.D, generator=torch.Generator().manual_seed(key.L),
                     dtype=torch.float64).to(dtype=dtype, device=device)
     paths = {"scan_backend": name} if mode == "recurrent" else {"conv_backend": name}
     forward = lambda: dss_forward(u, Lambda, C, mode, **paths)
-    run = _forward_or_both(forward, [u, Lambda, C], spec["mode"])
+    run = _forward_or_both(forward, [u, Lambda, C], key.mode)
 
     def check():
         tol = path_tolerance(dtype, mode, **paths)
@@ -107,8 +105,8 @@ def dss_case(spec):
         with torch.no_grad():
             return [judge_output("y", forward().cpu(), ref, scale, tol)]
     # forward reads u and writes y; backward also reads dy and writes du (Lambda and C are N and H*N)
-    tensors = 4 if spec["mode"] == BACKWARD else 2
-    return Case(spec, run, tensors * u.numel() * _itemsize(dtype), spec["B"] * spec["L"], check)
+    tensors = 4 if key.mode == BACKWARD else 2
+    return Case(key, run, tensors * u.numel() * _itemsize(dtype), key.B * key.L, check)
 
 
 def _layer(path, dim, modes):
@@ -120,38 +118,53 @@ def _layer(path, dim, modes):
     return "gss", GSS(dim=dim, dim_expansion_factor=2, dss_kernel_N=modes, dss_kernel_H=dim, mode=mode, **paths)
 
 
-def layer_case(spec):
-    """Layers end to end: 'gate_loop:<scan backend>' or 'gss:conv:<conv backend>' / 'gss:recurrent:<scan backend>'."""
-    dtype, device = DTYPES[spec["dtype"]], spec["device"]
+def layer_case(key):
+    """Layers end to end: 'gate_loop:<scan backend>' or 'gss:conv:<conv backend>' / 'gss:recurrent:<scan backend>'.
+    Forward+backward takes the gradient of the input and of every parameter, as a training step does,
+    and its check compares each of them with the float64 reference layer's before any time counts."""
+    dtype, device = DTYPES[key.dtype], key.device
     torch.manual_seed(0)
-    kind, layer = _layer(spec["backend"], spec["D"], spec["N"] or 64)
+    kind, layer = _layer(key.backend, key.D, key.N or 64)
     reference_path = "gate_loop:sequential" if kind == "gate_loop" else "gss:conv:direct"
     layer = layer.to(dtype=dtype, device=device)
-    x = torch.randn(spec["B"], spec["L"], spec["D"], generator=torch.Generator().manual_seed(1),
+    x = torch.randn(key.B, key.L, key.D, generator=torch.Generator().manual_seed(1),
                     dtype=torch.float64).to(dtype=dtype, device=device)
-    run = _forward_or_both(lambda: layer(x), [x], spec["mode"])
+    run = _forward_or_both(lambda: layer(x), [x, *layer.parameters()], key.mode)
 
     def check():
         torch.manual_seed(0)
-        _, reference = _layer(reference_path, spec["D"], spec["N"] or 64)
+        _, reference = _layer(reference_path, key.D, key.N or 64)
         reference.load_state_dict(layer.state_dict())
+        reference = reference.double()
         tol = lookup("layer", kind, dtype)
-        with torch.no_grad():
-            want = reference.double()(x.detach().cpu().double())
-            return [judge_normwise("out", layer(x).cpu(), want, tol.rtol, tol.atol)]
-    return Case(spec, run, 0, spec["B"] * spec["L"], check)
+        x_ref = x.detach().cpu().double()
+        if key.mode != BACKWARD:
+            with torch.no_grad():
+                return [judge_normwise("out", layer(x).cpu(), reference(x_ref), tol.rtol, tol.atol)]
+        x_in, x_ref = x.detach().requires_grad_(), x_ref.requires_grad_()
+        out, want = layer(x_in), reference(x_ref)
+        # the upstream gradient in the layer's dtype, and the reference starting from the same numbers
+        upstream = torch.randn(want.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        upstream = upstream.to(dtype).double()
+        names = ["x"] + [name for name, _ in layer.named_parameters()]
+        reference_params = dict(reference.named_parameters())
+        got = torch.autograd.grad(out, [x_in, *layer.parameters()], upstream.to(dtype=dtype, device=device))
+        expected = torch.autograd.grad(want, [x_ref, *(reference_params[n] for n in names[1:])], upstream)
+        return [judge_normwise("out", out.detach().cpu(), want, tol.rtol, tol.atol)] + [
+            judge_normwise(f"d{name}", g.cpu(), w, tol.grad_rtol, tol.atol) for name, g, w in zip(names, got, expected)]
+    return Case(key, run, 0, key.B * key.L, check)
 
 
-def alloc_case(spec):
-    """Allocates and touches spec['bytes'] bytes: proves the memory method measures what it should."""
-    count = spec["bytes"] // 4
-    return Case(spec, lambda: torch.ones(count, dtype=torch.float32), spec["bytes"], 0)
+def alloc_case(key):
+    """Allocates and touches B * L * D elements of the dtype: proves the memory method measures what it should."""
+    shape, dtype = (key.B, key.L, key.D), DTYPES[key.dtype]
+    return Case(key, lambda: torch.ones(shape, dtype=dtype, device=key.device), key.B * key.L * key.D * _itemsize(dtype), 0)
 
 
 BUILDERS = {"scan": scan_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
-def build(spec):
-    if spec["family"] not in BUILDERS:
-        raise ValueError(f"unknown case family {spec['family']!r}; known: {', '.join(BUILDERS)}")
-    return BUILDERS[spec["family"]](spec)
+def build(key: CaseKey):
+    if key.family not in BUILDERS:
+        raise ValueError(f"unknown case family {key.family!r}; known: {', '.join(BUILDERS)}")
+    return BUILDERS[key.family](key)

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-KEY = ["suite", "family", "backend", "mode", "device", "dtype", "B", "L", "D", "N"]
+from .case_key import RECORD_KEY
+
+KEY = list(RECORD_KEY)
 # asv's level. A CI compare judges ~50 cases: at 0.01, 20% noise alone called one "regression" in
 # 110 (measured on synthetic samples), a false alarm in 4 of 10 CI runs. The exact one-sided p at
 # complete separation is 1/C(2n, n): 0.004 at n = 5 rounds a side (never below ALPHA), 0.001 at 6.

@@ -47,16 +47,16 @@ def cuda_peak_above_start(fn, device):
     return torch.cuda.max_memory_allocated(device) - before
 
 
-def cpu_peaks(specs, timeout_s=600):
-    """Peak bytes per spec, measured in one fresh worker process; None where a case failed."""
-    if not specs:
+def cpu_peaks(keys, timeout_s=600):
+    """Peak bytes per CaseKey, measured in one fresh worker process; None where a case failed."""
+    if not keys:
         return []
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(CPU_RESOLUTION_BYTES), "PYTHONPATH": str(ROOT),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the worker measures at the sweep's thread count
-    request = "".join(json.dumps(spec) + "\n" for spec in specs)
+    request = "".join(json.dumps(key.as_row()) + "\n" for key in keys)
     done = subprocess.run([sys.executable, "-m", "harness.memory_worker"], input=request, capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=timeout_s)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if len(results) != len(specs):
-        raise RuntimeError(f"memory worker answered {len(results)} of {len(specs)} cases: {done.stderr[-2000:]}")
+    if len(results) != len(keys):
+        raise RuntimeError(f"memory worker answered {len(results)} of {len(keys)} cases: {done.stderr[-2000:]}")
     return [r["peak_bytes"] for r in results]

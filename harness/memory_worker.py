@@ -1,10 +1,11 @@
-"""Reads case specs (JSON lines) on stdin, prints {"peak_bytes": ...} per case; see harness/memory.py."""
+"""Reads case keys (JSON lines) on stdin, prints {"peak_bytes": ...} per case; see harness/memory.py."""
 import gc
 import json
 import sys
 
 import torch
 
+from .case_key import CaseKey
 from .cases import build
 from .memory import rss_peak_above_start
 
@@ -12,14 +13,14 @@ from .memory import rss_peak_above_start
 def main():
     torch.set_grad_enabled(True)
     for line in sys.stdin:
-        spec = json.loads(line)
+        fields = json.loads(line)
         try:
-            case = build(spec)
+            case = build(CaseKey.from_row(fields))
             case.run()  # warm-up: compilation and lazy initialisation are not the case's memory
             gc.collect()
             peak = rss_peak_above_start(case.run)
         except Exception as error:  # one broken case must not lose the others' measurements
-            print(f"{spec}: {type(error).__name__}: {error}", file=sys.stderr)
+            print(f"{fields}: {type(error).__name__}: {error}", file=sys.stderr)
             peak = None
         print(json.dumps({"peak_bytes": peak}), flush=True)
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .case_key import CASE_FIELDS  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_runs, load_rows  # noqa: E402
 
@@ -60,7 +61,7 @@ def accuracy_tables(rows):
 
 def perf_table(rows):
     """One row per (family, dtype, mode, L, backend) with every metric as a column."""
-    keys = ["family", "device", "dtype", "mode", "L", "N", "B", "D", "backend"]
+    keys = list(CASE_FIELDS)
     values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "copy_fraction", "peak_bytes",
                                        "worst_ratio", "compile_s", "tokens_per_s"])]
     wide = values.assign(value=pd.to_numeric(values["value"], errors="coerce")).pivot_table(
@@ -234,7 +235,7 @@ def _machine_meta(machine_dir, runs):
     return {}
 
 
-CASE = ["family", "dtype", "mode", "B", "L", "D", "N", "backend"]  # a case, whatever the machine
+CASE = [name for name in CASE_FIELDS if name != "device"]  # a case, whatever the machine
 
 
 def _cell(time_s, floor_multiple):

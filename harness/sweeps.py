@@ -3,6 +3,8 @@
 accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients.
 gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65536, float32 and bfloat16.
 perf: per family (scan, conv, dss, layer), every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
+Timing rounds: at least `rounds`, then more while any case's IQR is 10% of its median or more, up to
+`max_rounds` or `round_budget_s` seconds of rounds per group (harness/timing.py: Rounds).
 """
 import copy
 
@@ -27,7 +29,7 @@ PRESETS = {
             "layer": {"lengths": [256], "batch": 2, "channels": 32, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
         },
-        "rounds": 6, "min_sample_s": 0.005, "memory": True,
+        "rounds": 6, "max_rounds": 12, "round_budget_s": 2.0, "min_sample_s": 0.005, "memory": True,
     },
     "full": {
         "accuracy": {"lengths": [1, 2, 7, 127, 128, 1021, 1024, 4099, 16384], "batch": 2, "channels": 16,
@@ -46,7 +48,7 @@ PRESETS = {
             "layer": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
         },
-        "rounds": 9, "min_sample_s": 0.05, "memory": True,
+        "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
     # the GPU table researchers compare kernels on: B * D = 12288 channels, L up to 65536
     "gpu": {
@@ -64,7 +66,7 @@ PRESETS = {
             "layer": {"lengths": [1024, 4096], "batch": 8, "channels": 512, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
         },
-        "rounds": 9, "min_sample_s": 0.05, "memory": True,
+        "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
     "ci": {
         "accuracy": {"lengths": [1, 127, 1024], "batch": 2, "channels": 4, "dtypes": ["float32", "float64"],
@@ -81,8 +83,8 @@ PRESETS = {
             "layer": {"lengths": [512], "batch": 2, "channels": 64, "dtypes": ["float32"], "modes": ["forward"],
                       "backends": None},
         },
-        # 6 rounds: the fewest at which compare's Mann-Whitney test can reach p < 0.002
-        "rounds": 6, "min_sample_s": 0.01, "memory": False,
+        # at least 6 rounds: the fewest at which compare's Mann-Whitney test can reach p < 0.002
+        "rounds": 6, "max_rounds": 12, "round_budget_s": 3.0, "min_sample_s": 0.01, "memory": False,
     },
 }
 FAMILIES = ("scan", "conv", "dss", "layer")

@@ -15,6 +15,22 @@ import torch
 SPREAD_LIMIT = 0.10  # (p80 - p20) / median above this flags the row
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """How many interleaved rounds a group gets: at least `least`, then more until every case's IQR is
+    below `iqr_threshold` of its median (torch.utils.benchmark's adaptive_autorange rule, applied to
+    the whole group so that every round still holds every case and the floor), up to `most` rounds
+    or until the group's rounds have taken `budget_s` (its max_run_time)."""
+    least: int
+    most: int
+    budget_s: float = 10.0
+    iqr_threshold: float = 0.10
+
+    def __post_init__(self):
+        if not 1 <= self.least <= self.most:
+            raise ValueError(f"rounds must satisfy 1 <= least <= most, got least={self.least}, most={self.most}")
+
+
 @dataclass
 class Timing:
     samples: list  # seconds per call, one per round
@@ -36,6 +52,12 @@ class Timing:
     @property
     def spread(self):
         return (self.p80 - self.p20) / self.median
+
+    @property
+    def iqr_fraction(self):
+        """(p75 - p25) / median: what the adaptive rule drives below its threshold."""
+        q25, q75 = np.percentile(self.samples, [25, 75])
+        return float((q75 - q25) / self.median)
 
     @property
     def compile_s(self):
@@ -81,7 +103,7 @@ def seconds_per_call(fn, number, device):
     return (time.perf_counter() - start) / number
 
 
-def interleaved(cases, device, rounds, min_sample_s, first_call_s=None):
+def interleaved(cases, device, rounds: Rounds, min_sample_s, first_call_s=None):
     """name -> Timing, for name -> fn; each sample repeats fn until it lasts min_sample_s.
 
     first_call_s: cold first-call times measured earlier (before any check warmed the case up).
@@ -94,11 +116,17 @@ def interleaved(cases, device, rounds, min_sample_s, first_call_s=None):
         number[name] = max(1, math.ceil(min_sample_s / max(steady, 1e-9)))
     samples = {name: [] for name in cases}
     order = list(cases)
-    for round_index in range(rounds):
+    started = time.perf_counter()
+    for round_index in range(rounds.most):
         # rotated each round, so no case always runs right after the heaviest one (caches, clocks)
         shift = round_index % len(order)
         for name in order[shift:] + order[:shift]:
             samples[name].append(seconds_per_call(cases[name], number[name], device))
+        if round_index + 1 >= rounds.least:
+            timings = {name: Timing(samples[name], first[name], number[name]) for name in cases}
+            settled = all(t.iqr_fraction < rounds.iqr_threshold for t in timings.values())
+            if settled or time.perf_counter() - started > rounds.budget_s:
+                break
     return {name: Timing(samples[name], first[name], number[name]) for name in cases}
 
 

@@ -1,6 +1,8 @@
 """The bytes a perf case must move, per mode: what GB/s and x floor divide by."""
 import pytest
 
+from harness.case_key import CaseKey
+from harness import cases
 from harness.cases import build
 
 SIZES = dict(device="cpu", dtype="float32", B=2, L=8, D=3, N=4)
@@ -15,5 +17,32 @@ SIZES = dict(device="cpu", dtype="float32", B=2, L=8, D=3, N=4)
     ("dss", "conv:fft", 2 * 48 * 4, 4 * 48 * 4),
 ])
 def test_bytes_moved_by_mode(family, backend, forward, both):
-    assert build(dict(SIZES, family=family, backend=backend, mode="forward")).bytes_moved == forward
-    assert build(dict(SIZES, family=family, backend=backend, mode="forward+backward")).bytes_moved == both
+    assert build(CaseKey(**SIZES, family=family, backend=backend, mode="forward")).bytes_moved == forward
+    assert build(CaseKey(**SIZES, family=family, backend=backend, mode="forward+backward")).bytes_moved == both
+
+
+LAYER = CaseKey(family="layer", device="cpu", dtype="float32", mode="forward+backward", B=2, L=33, D=8, N=8,
+                backend="gate_loop:assoc")
+
+
+@pytest.mark.parametrize("path", ["gate_loop:assoc", "gss:recurrent:chunked"])
+def test_a_layer_backward_checks_the_input_and_every_parameter_gradient(path):
+    verdicts = build(LAYER.replace(backend=path)).check()
+    quantities = [v.quantity for v in verdicts]
+    assert quantities[:2] == ["out", "dx"] and len(quantities) > 3
+    assert all(v.passed for v in verdicts), [(v.quantity, v.worst_ratio) for v in verdicts if not v.passed]
+
+
+def test_a_wrong_parameter_gradient_fails_the_backward_gate_and_not_the_forward(monkeypatch):
+    real = cases._layer
+
+    def off_by_two_percent(path, dim, modes):
+        kind, layer = real(path, dim, modes)
+        if path != "gate_loop:sequential":  # the reference stays right
+            layer.to_qkva.weight.register_hook(lambda grad: grad * 1.02)
+        return kind, layer
+
+    monkeypatch.setattr(cases, "_layer", off_by_two_percent)
+    failed = [v.quantity for v in build(LAYER).check() if not v.passed]
+    assert failed == ["dto_qkva.weight"]
+    assert all(v.passed for v in build(LAYER.replace(mode="forward")).check())

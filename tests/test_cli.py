@@ -27,6 +27,12 @@ def test_bad_flags_are_named(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_max_rounds_below_rounds_is_a_user_error(tmp_path):
+    with pytest.raises(run_bench.UserError, match="--max-rounds 4 is below the 8 rounds") as exit_info:
+        run_bench.main(["perf", "--rounds", "8", "--max-rounds", "4", "--reports", str(tmp_path)])
+    assert exit_info.value.code == 2 and not list(tmp_path.iterdir())
+
+
 def test_unknown_backend(tmp_path):
     with pytest.raises(SystemExit, match="'nope' is not a scan backend here; choose from sequential"):
         run_bench.main(["perf", "--family", "scan", "--backends", "nope", "--reports", str(tmp_path)])

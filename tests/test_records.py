@@ -25,11 +25,11 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
     calls = []
     real_measure = accuracy._measure
 
-    def dies_on_third(spec, config, device):
-        calls.append(spec)
+    def dies_on_third(key, regime, config):
+        calls.append(key)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_measure(spec, config, device)
+        return real_measure(key, regime, config)
 
     monkeypatch.setattr(accuracy, "_measure", dies_on_third)
     with pytest.raises(KeyboardInterrupt):

@@ -5,22 +5,6 @@ import pandas as pd
 import pytest
 
 from harness.report import machines_markdown, peak_mib, perf_markdown, perf_table
-from harness.timing import Timing, ratios_to_floor
-
-
-def test_timing_statistics_on_known_samples():
-    timing = Timing([5.0, 1.0, 3.0, 2.0, 4.0], first_call_s=13.0, number=1)
-    assert timing.median == 3.0
-    assert timing.p20 == pytest.approx(1.8) and timing.p80 == pytest.approx(4.2)  # linear interpolation
-    assert timing.spread == pytest.approx((4.2 - 1.8) / 3.0)
-    assert timing.compile_s == 10.0
-
-
-def test_floor_ratio_is_per_round_and_scaled_to_the_bytes_moved():
-    case = Timing([2.0, 4.0, 6.0], 0.0, 1)
-    floor = Timing([1.0, 1.0, 3.0], 0.0, 1)
-    # the case moves twice the floor's bytes: per round t / (2 f) = 1, 2, 1 (never the ratio of medians, 4/2)
-    assert ratios_to_floor(case, floor, case_bytes=200, floor_bytes=100) == [1.0, 2.0, 1.0]
 
 
 @pytest.mark.parametrize("value,device,shown", [(1000.0, "cpu", "< 64 KiB"), (65536.0, "cpu", "0.0625"),

@@ -37,9 +37,9 @@ def fake_backends(monkeypatch):
 
 
 def test_a_cuda_only_backend_is_left_out_of_a_cpu_sweep_with_its_reason(fake_backends, tmp_path):
-    units = [spec["backend"] for _, spec in accuracy.accuracy_units(CONFIG, "cpu")]
+    units = [key.backend for _, key, _ in accuracy.accuracy_units(CONFIG, "cpu")]
     assert "gpu_only" not in units and "sequential" in units
-    assert "gpu_only" in [spec["backend"] for _, spec in accuracy.accuracy_units(CONFIG, "cuda")]
+    assert "gpu_only" in [key.backend for _, key, _ in accuracy.accuracy_units(CONFIG, "cuda")]
     accuracy.run_accuracy(CONFIG, "cpu", tmp_path, progress=False)
     rows = load_rows(next(tmp_path.glob("*/runs/accuracy-*.jsonl")))
     skipped = rows[rows["metric"] == "skipped"]
@@ -52,7 +52,7 @@ def test_a_cuda_only_backend_is_left_out_of_a_cpu_sweep_with_its_reason(fake_bac
 
 def test_perf_groups_hold_only_backends_that_run_on_the_device(fake_backends):
     config = {"lengths": [8], "batch": 1, "channels": 2, "dtypes": ["float32"], "modes": ["forward"], "backends": None}
-    names = {spec["backend"] for _, specs in perf.perf_groups("scan", config, "cpu") for spec in specs}
+    names = {key.backend for _, keys in perf.perf_groups("scan", config, "cpu") for key in keys}
     assert "gpu_only" not in names and "sequential" in names
     assert [r["backend"] for r in perf._scan_skips(config, "cpu") if r["backend"] == "gpu_only"] == ["gpu_only"]
 
