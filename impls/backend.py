@@ -76,10 +76,10 @@ class ScanBackend(Backend):
         self._require_available()
         validation.check_scan_inputs(self, a, kv, h0)
         self._refuse(a, kv, h0)
-        batch, length, channels = a.shape
-        if length == 0:
+        if a.numel() == 0:  # an empty batch, length or channel axis: no kernel is asked to launch on it
+            batch, _, channels = a.shape
             h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0
-            return a.new_empty(batch, 0, channels), h_last
+            return a * kv, h_last  # empty, and part of the graph for autograd
         return self.fn(a, kv, h0)
 
 
@@ -87,9 +87,10 @@ class ConvBackend(Backend):
     def __call__(self, u, K):
         self._require_available()
         validation.check_conv_inputs(self, u, K)
-        if u.shape[1] == 0:
-            return u.new_empty(u.shape)
-        return self.fn(u, K[: u.shape[1]])
+        K = K[: u.shape[1]]
+        if u.numel() == 0:  # an empty batch, length or channel axis: FFT libraries refuse empty plans
+            return u * K  # (b l h), empty, and part of the graph for autograd
+        return self.fn(u, K)
 
 
 class Registry:

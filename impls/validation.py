@@ -62,3 +62,8 @@ def check_conv_inputs(backend, u, K):
     require_same("dtype", "u", u, "K", K)
     require_same("device", "u", u, "K", K)
     require_supported(backend, "u", u)
+
+
+def require_finite(name, value, why):
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite (no NaN or inf): {why}")

@@ -108,11 +108,12 @@ def test_kernel_matches_its_definition():
 
 
 class TestValidation:
-    def test_L_must_be_positive(self):
+    def test_L_must_be_a_count(self):
         Lambda, C = dss_parameters(3, 2)
-        for L in (0, -1, 2.5):
-            with pytest.raises(ValueError, match="L must be a positive int"):
+        for L in (-1, 2.5, True):
+            with pytest.raises(ValueError, match="L must be a non-negative int"):
                 dss_kernel(Lambda, C, L)
+        assert dss_kernel(Lambda, C, 0).shape == (0, 2)
 
     def test_real_Lambda_is_refused(self):
         with pytest.raises(TypeError, match="Lambda must be complex"):

@@ -21,12 +21,20 @@ def direct_conv(u, K):  # (b l h), (l h) -> (b l h)
     positions = torch.arange(length, device=u.device)
     lag = positions[:, None] - positions[None, :]  # (t s)
     causal = lag >= 0
-    block = max(1, TOEPLITZ_ELEMENTS // (length * length))
+    # a NaN or inf in u would reach earlier outputs through the product's zeros (0 * inf = NaN):
+    # then each product is formed and only the causal ones are summed, at B times the memory
+    finite = bool(torch.isfinite(u).all())
+    block = max(1, TOEPLITZ_ELEMENTS // (length * length * (1 if finite else u.shape[0])))
     outputs = []
     for start in range(0, channels, block):
         taps = K[:, start:start + block]  # (l hb)
         toeplitz = torch.where(causal[..., None], taps[lag.clamp_min(0)], 0)  # (t s hb)
-        outputs.append(einsum(toeplitz, u[..., start:start + block], "t s h, b s h -> b t h"))
+        u_block = u[..., start:start + block]  # (b s hb)
+        if finite:
+            outputs.append(einsum(toeplitz, u_block, "t s h, b s h -> b t h"))
+        else:
+            products = toeplitz * u_block[:, None]  # (b t s hb)
+            outputs.append(torch.where(causal[..., None], products, 0).sum(dim=2))
     return torch.cat(outputs, dim=-1)
 
 

@@ -9,6 +9,8 @@ from einops import rearrange
 from torch.fft import irfft, rfft
 
 from ..backend import ConvBackend
+from ..validation import require_finite
+from .fft import NONFINITE
 
 
 def next_fast_len(n):
@@ -29,6 +31,8 @@ def next_fast_len(n):
 
 
 def fft_fast_conv(u, K):  # (b l h), (l h) -> (b l h)
+    for name, value in (("u", u), ("K", K)):
+        require_finite(name, value, NONFINITE)
     length = u.shape[1]
     n = next_fast_len(2 * length - 1)
     u_f = rfft(rearrange(u, "b l h -> b h l").contiguous(), n=n)

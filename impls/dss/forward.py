@@ -10,8 +10,8 @@ STATE_ELEMENTS states, each contracted with C' before the next.
 import torch
 from einops import einsum, rearrange, repeat
 
-from ..conv import get_conv_backend
-from ..scan import get_scan_backend
+from ..conv import all_conv_backends, get_conv_backend
+from ..scan import all_scan_backends, get_scan_backend
 from ..validation import require_rank, require_same
 from ..tolerances import dss_path_tolerance
 from .kernel import COMPLEX_FOR, check_dss_parameters, discretised_C, dss_kernel
@@ -50,7 +50,11 @@ def dss_recurrent(u, Lambda, C, scan_backend=None, state=None):
         state = rearrange(state, "b h n -> b (h n)")
     C_step = discretised_C(Lambda, C)  # (h n)
     gate = Lambda.exp()  # (n)
-    chunk = max(1, STATE_ELEMENTS // (batch * channels * modes))
+    if length == 0 or modes == 0:  # no step, or a sum over no modes: y is zero, the state stays
+        if state is None:
+            return u.new_zeros(u.shape), torch.zeros(batch, channels, modes, dtype=Lambda.dtype, device=u.device)
+        return u.new_zeros(u.shape), state.reshape(batch, channels, modes)  # einops cannot split an empty axis
+    chunk = max(1, STATE_ELEMENTS // max(1, batch * channels * modes))
     outputs = []
     for start in range(0, length, chunk):
         u_chunk = u[:, start:start + chunk].to(Lambda.dtype)  # (b c h)
@@ -73,10 +77,18 @@ def path_tolerance(u_dtype, mode, scan_backend=None, conv_backend=None):
     return dss_path_tolerance(backend_tolerance, u_dtype)
 
 
+def _require_known(argument, name, registry):
+    """A backend named for the mode not taken is still checked: a misspelt name must not pass unseen."""
+    if name is not None and name not in registry():
+        raise ValueError(f"{argument} {name!r} is not a known backend; known: {', '.join(registry())}")
+
+
 def dss_forward(u, Lambda, C, mode, scan_backend=None, conv_backend=None):
     """y (B, L, H) = causal convolution of u (B, L, H) with dss_kernel(Lambda, C, L), by `mode`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _require_known("scan_backend", scan_backend, all_scan_backends)
+    _require_known("conv_backend", conv_backend, all_conv_backends)
     if mode == "recurrent":
         return dss_recurrent(u, Lambda, C, scan_backend)[0]
     check_dss_inputs(u, Lambda, C)

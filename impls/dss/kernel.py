@@ -23,17 +23,24 @@ def check_dss_parameters(Lambda, C):
         raise ValueError(f"C must have shape (H, N) with N = {Lambda.shape[0]} to match Lambda; got {tuple(C.shape)}")
     require_same("dtype", "C", C, "Lambda", Lambda)
     require_same("device", "C", C, "Lambda", Lambda)
+    growth = float(Lambda.detach().real.max()) if Lambda.numel() else 0.0
+    if growth > 0:
+        raise ValueError(f"Lambda must have Re(Lambda) <= 0 (a kernel that decays or holds; a growing one "
+                         f"overflows to NaN at long L); got max Re(Lambda) = {growth:.3g}")
 
 
 def discretised_C(Lambda, C):  # (n), (h n) -> (h n)
-    return C * (Lambda.exp() - 1) / Lambda
+    """C (exp(Lambda) - 1) / Lambda, with its limit C at Lambda = 0 (value and gradient finite there)."""
+    zero = Lambda == 0
+    safe = torch.where(zero, torch.ones_like(Lambda), Lambda)
+    return C * torch.where(zero, torch.ones_like(Lambda), torch.expm1(safe) / safe)
 
 
 def dss_kernel(Lambda, C, L):
     """K (L, H), real, from complex Lambda (N,) and C (H, N)."""
     check_dss_parameters(Lambda, C)
-    if isinstance(L, bool) or not isinstance(L, int) or L <= 0:
-        raise ValueError(f"L must be a positive int, got {L!r}")
+    if isinstance(L, bool) or not isinstance(L, int) or L < 0:
+        raise ValueError(f"L must be a non-negative int, got {L!r}")
     positions = torch.arange(L, device=Lambda.device, dtype=Lambda.real.dtype)
     powers = (Lambda[:, None] * positions[None, :]).exp()  # (n l)
     return einsum(discretised_C(Lambda, C), powers, "h n, n l -> l h").real

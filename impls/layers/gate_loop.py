@@ -4,7 +4,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..backend import ScanBackend
 from ..scan import get_scan_backend
+from ..validation import require_tensor
 
 
 def gate_loop_operator(q, kv, a, cache=None, backend="assoc"):
@@ -13,8 +15,17 @@ def gate_loop_operator(q, kv, a, cache=None, backend="assoc"):
     cache: the state (B, D) a previous call returned, or None. Returns (out, cache), where the new
     cache is the true final state, so calls on consecutive pieces equal one call on the whole.
     """
-    scan = get_scan_backend(backend) if isinstance(backend, str) else backend
-    h, h_last = scan(a, kv, h0=cache)
+    if isinstance(backend, str):
+        scan = get_scan_backend(backend)
+    elif isinstance(backend, ScanBackend):
+        scan = backend
+    else:
+        raise TypeError(f"backend must be a scan backend's name or a ScanBackend, got {type(backend).__name__}")
+    require_tensor("q", q)
+    require_tensor("a", a)
+    if q.shape != a.shape:  # q * h would broadcast a (B, 1, D) q silently
+        raise ValueError(f"q must have the shape of a and kv (B, L, D) = {tuple(a.shape)}; got {tuple(q.shape)}")
+    h, h_last = scan(a, kv, h0=cache)  # (b l d); the scan checks a and kv
     return q * h, h_last
 
 

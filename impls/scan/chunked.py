@@ -35,7 +35,12 @@ def chunked_states(a, kv, chunk=None):  # (b l d) -> (b l d)
     a = rearrange(a, "b d (n c) -> b d n c", c=chunk)
     kv = rearrange(kv, "b d (n c) -> b d n c", c=chunk)
 
-    local = (decay_matrix(a) @ kv[..., None]).squeeze(-1)  # (b d n c), zero entry state
+    decay = decay_matrix(a)  # (b d n t s)
+    if bool(torch.isfinite(kv).all()):
+        local = (decay @ kv[..., None]).squeeze(-1)  # (b d n c), zero entry state
+    else:  # the product would add 0 * inf = NaN from later steps s > t: sum over s <= t only
+        causal = torch.ones(chunk, chunk, dtype=torch.bool, device=a.device).tril()
+        local = torch.where(causal, decay * kv[..., None, :], torch.zeros((), dtype=kv.dtype, device=kv.device)).sum(-1)
     entry_decay = a.cumprod(dim=-1)  # (b d n c): prod_{r<=t} a_r inside the chunk
 
     chunk_gate = rearrange(entry_decay[..., -1], "b d n -> b n d")
