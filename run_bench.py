@@ -66,32 +66,42 @@ def _positive_int(text):
     return value
 
 
-def _sweep_flags(parser):
-    parser.add_argument("--preset", default="quick", choices=list(sweeps.PRESETS), help="sweep preset (default quick)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto: cuda when available, else cpu")
-    parser.add_argument("--backends", type=_list_of(str), help="comma-separated backend names (default: all available)")
-    parser.add_argument("--lengths", type=_list_of(int, _positive), help="comma-separated sequence lengths")
-    parser.add_argument("--dtypes", type=_list_of(str, _known(list(DTYPES), "dtype")), help="e.g. float32,float64")
-    parser.add_argument("--batch", type=_positive_int, help="batch size B")
-    parser.add_argument("--channels", type=_positive_int, help="channels D (H for DSS)")
-    parser.add_argument("--reports", default=str(ROOT / "reports"), help="records and reports folder")
-    parser.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _defaults(after_command):
+    """Flags after the subcommand default to SUPPRESS: argparse would otherwise overwrite a flag given
+    before the subcommand (`run_bench.py --lengths 64 perf`) with the subcommand's default."""
+    return (lambda value: argparse.SUPPRESS) if after_command else (lambda value: value)
 
 
-def _perf_flags(parser):
-    parser.add_argument("--family", type=_list_of(str, _known(sweeps.FAMILIES, "family")),
-                        default=list(sweeps.FAMILIES), help="scan,conv,dss,layer (default all)")
-    parser.add_argument("--modes", type=_list_of(str, _known(sweeps.MODES, "mode")), help="forward,forward+backward")
-    parser.add_argument("--rounds", type=_positive_int,
-                        help="interleaved timing rounds (exactly this many unless --max-rounds is given)")
-    parser.add_argument("--max-rounds", type=_positive_int,
-                        help="more rounds, up to this many, while a case's IQR is 10%% of its median or more")
-    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
-    parser.add_argument("--threads", type=_positive_int,
-                        help="intra-op threads for torch and numba (default: torch's, all cores); recorded in every "
-                             "row and in the machine folder's name")
+def _sweep_flags(parser, after_command=False):
+    default = _defaults(after_command)
+    add = parser.add_argument
+    add("--preset", default=default("quick"), choices=list(sweeps.PRESETS), help="sweep preset (default quick)")
+    add("--device", default=default("auto"), choices=["auto", "cpu", "cuda"], help="auto: cuda when available, else cpu")
+    add("--backends", default=default(None), type=_list_of(str), help="comma-separated backend names (default: all)")
+    add("--lengths", default=default(None), type=_list_of(int, _positive), help="comma-separated sequence lengths")
+    add("--dtypes", default=default(None), type=_list_of(str, _known(list(DTYPES), "dtype")), help="e.g. float32,float64")
+    add("--batch", default=default(None), type=_positive_int, help="batch size B")
+    add("--channels", default=default(None), type=_positive_int, help="channels D (H for DSS)")
+    add("--reports", default=default(str(ROOT / "reports")), help="records and reports folder")
+    add("--fresh", action="store_true", default=default(False), help="start a new run, not resume an unfinished one")
+    add("--no-progress", action="store_true", default=default(False), help="no progress bar")
+
+
+def _perf_flags(parser, after_command=False):
+    default = _defaults(after_command)
+    add = parser.add_argument
+    add("--family", default=default(list(sweeps.FAMILIES)), type=_list_of(str, _known(sweeps.FAMILIES, "family")),
+        help="scan,conv,dss,layer (default all)")
+    add("--modes", default=default(None), type=_list_of(str, _known(sweeps.MODES, "mode")),
+        help="forward,forward+backward")
+    add("--rounds", default=default(None), type=_positive_int,
+        help="interleaved timing rounds (exactly this many unless --max-rounds is given)")
+    add("--max-rounds", default=default(None), type=_positive_int,
+        help="more rounds, up to this many, while a case's IQR is 10%% of its median or more")
+    add("--no-memory", action="store_true", default=default(False), help="skip peak-memory measurement")
+    add("--threads", default=default(None), type=_positive_int,
+        help="intra-op threads for torch and numba (default: torch's, all cores); recorded in every row and in the "
+             "machine folder's name")
 
 
 def build_parser():
@@ -103,9 +113,9 @@ def build_parser():
     commands.add_parser("list", help="backends and why any is unavailable")
     for name in ("accuracy", "perf"):
         sub = commands.add_parser(name, help=f"run the {name} sweep")
-        _sweep_flags(sub)
+        _sweep_flags(sub, after_command=True)
         if name == "perf":
-            _perf_flags(sub)
+            _perf_flags(sub, after_command=True)
     report = commands.add_parser("report", help="render tables and plots from stored records")
     report.add_argument("--reports", default=str(ROOT / "reports"))
     compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
@@ -171,20 +181,18 @@ def cmd_list():
     return 0
 
 
-def cmd_accuracy(args, device):
-    from harness.accuracy import run_accuracy
-
+def accuracy_config(args):
+    """The accuracy sweep the flags ask for, checked before anything runs."""
     config = sweeps.override(sweeps.preset(args.preset)["accuracy"], lengths=args.lengths, dtypes=args.dtypes,
                              batch=args.batch, channels=args.channels, backends=args.backends)
     _check_backends(config["backends"], "accuracy")
-    run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress)
-    print(f"accuracy: {len(run.rows)} rows in {run.rows_path}")
-    return run
+    return config
 
 
-def cmd_perf(args, device):
-    from harness.perf import run_perf
-
+def perf_plan(args):
+    """(family -> config, Rounds) for the perf sweeps the flags ask for, all checked before any runs:
+    a bad flag must not leave a run file behind, nor stop the sweep after its first family."""
+    from harness.cases import family_dtypes
     from harness.timing import Rounds
 
     chosen = sweeps.preset(args.preset)
@@ -192,12 +200,34 @@ def cmd_perf(args, device):
     most = args.max_rounds or (args.rounds or chosen["max_rounds"])
     if most < least:
         raise UserError(f"--max-rounds {most} is below the {least} rounds every case gets (--rounds or the preset's)")
-    rounds = Rounds(least, most, chosen["round_budget_s"])
-    runs = []
+    configs = {}
     for family in args.family:
         config = sweeps.override(chosen["perf"][family], lengths=args.lengths, dtypes=args.dtypes, batch=args.batch,
                                  channels=args.channels, backends=args.backends, modes=args.modes)
         _check_backends(config["backends"], family)
+        taken = family_dtypes(family)
+        wrong = [d for d in config["dtypes"] if d not in taken]
+        if wrong:
+            raise UserError(f"--dtypes: the {family} family takes {', '.join(taken)}; got {', '.join(wrong)}")
+        configs[family] = config
+    return configs, Rounds(least, most, chosen["round_budget_s"])
+
+
+def cmd_accuracy(args, device, config):
+    from harness.accuracy import run_accuracy
+
+    run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress)
+    print(f"accuracy: {len(run.rows)} rows in {run.rows_path}")
+    return run
+
+
+def cmd_perf(args, device, plan):
+    from harness.perf import run_perf
+
+    configs, rounds = plan
+    chosen = sweeps.preset(args.preset)
+    runs = []
+    for family, config in configs.items():
         run = run_perf(family, config, device, args.reports, rounds=rounds,
                        min_sample_s=chosen["min_sample_s"], memory=chosen["memory"] and not args.no_memory,
                        resume=not args.fresh, progress=not args.no_progress)
@@ -209,7 +239,13 @@ def cmd_perf(args, device):
 def cmd_report(reports):
     from harness.report import render_all
 
-    for path in render_all(reports):
+    if not Path(reports).is_dir():
+        raise UserError(f"report: --reports {reports} is not a folder (expected the folder sweeps write records to)")
+    try:
+        written = render_all(reports)
+    except ValueError as error:  # a corrupt records file: read_complete_units and pandas name it
+        raise UserError(f"report: records under {reports} are not readable ({str(error).splitlines()[0]})") from None
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -251,7 +287,11 @@ def cmd_import(args):
 
     if not Path(args.json_file).is_file():
         raise UserError(f"import-benchmark: {args.json_file} is not a file")
-    rows = benchmark_rows(args.json_file)
+    try:
+        rows = benchmark_rows(args.json_file)
+    except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise UserError(f"import-benchmark: {args.json_file} is not pytest-benchmark JSON with scanlab cases "
+                        f"({type(error).__name__}: {str(error).splitlines()[0]})") from None
     run = open_run(args.reports, "benchmark", {"source": Path(args.json_file).name}, resume=False)
     run.add_unit(rows)
     run.finish()
@@ -285,10 +325,12 @@ def main(argv=None):
     if args.command == "import-benchmark":
         return cmd_import(args)
     device = resolve_device(args.device)
-    if args.command in (None, "accuracy"):
-        cmd_accuracy(args, device)
-    if args.command in (None, "perf"):
-        cmd_perf(args, device)
+    accuracy = accuracy_config(args) if args.command in (None, "accuracy") else None
+    plan = perf_plan(args) if args.command in (None, "perf") else None
+    if accuracy is not None:
+        cmd_accuracy(args, device, accuracy)
+    if plan is not None:
+        cmd_perf(args, device, plan)
     if args.command is None:
         cmd_report(args.reports)
     return 0

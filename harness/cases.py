@@ -4,7 +4,7 @@ from typing import Callable, Optional
 
 import torch
 
-from impls import GSS, SimpleGateLoopLayer, dss_forward, get_conv_backend, get_scan_backend
+from impls import GSS, SimpleGateLoopLayer, all_conv_backends, dss_forward, get_conv_backend, get_scan_backend
 from impls.dss import path_tolerance
 from impls.tolerances import lookup
 
@@ -16,6 +16,17 @@ from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKWARD = "forward+backward"
+
+
+def family_dtypes(family):
+    """The dtypes a family's cases take. A scan backend that does not take one of them is skipped
+    with its reason (support.py); the other families' backends all take the same two."""
+    if family == "scan":
+        return list(DTYPES)
+    if family == "conv":
+        taken = {dtype for backend in all_conv_backends().values() for dtype in backend.dtypes}
+        return [name for name, dtype in DTYPES.items() if dtype in taken]
+    return ["float32", "float64"]  # DSS (u real, its states complex) and layers: their tolerances cover these
 
 
 @dataclass

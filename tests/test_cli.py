@@ -27,6 +27,31 @@ def test_bad_flags_are_named(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["report", "--reports", "{tmp}/missing"], "is not a folder"),
+    (["import-benchmark", "{tmp}/bad.json"], "is not pytest-benchmark JSON"),
+    (["perf", "--family", "scan,conv", "--dtypes", "complex64", "--reports", "{tmp}"],
+     "--dtypes: the conv family takes float32, float64; got complex64"),
+    (["perf", "--rounds", "8", "--max-rounds", "4", "--reports", "{tmp}"], "--max-rounds 4 is below the 8 rounds"),
+    (["perf", "--family", "dss", "--backends", "recurrent:nope", "--reports", "{tmp}"], "'recurrent:nope' is not a dss"),
+])
+def test_user_errors_exit_2_naming_the_flag_or_file_and_write_nothing(argv, message, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{bad")
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.json"]  # no run file was started
+
+
+def test_a_sweep_flag_before_the_subcommand_counts():
+    parse = run_bench.build_parser().parse_args
+    assert parse(["--lengths", "64", "perf"]).lengths == [64]
+    assert parse(["perf", "--lengths", "64"]).lengths == [64]
+    assert parse(["--lengths", "64", "perf", "--lengths", "8"]).lengths == [8]
+    assert parse(["--no-memory", "perf"]).no_memory and not parse(["perf"]).no_memory
+    assert parse(["perf"]).preset == "quick" and parse(["--preset", "ci", "accuracy"]).preset == "ci"
+
+
 def test_max_rounds_below_rounds_is_a_user_error(tmp_path):
     with pytest.raises(run_bench.UserError, match="--max-rounds 4 is below the 8 rounds") as exit_info:
         run_bench.main(["perf", "--rounds", "8", "--max-rounds", "4", "--reports", str(tmp_path)])
