@@ -18,8 +18,19 @@ def import_jax():
         jax = importlib.import_module("jax")
     except ImportError as error:
         return None, f"jax is not installed ({error}); pip install 'jax>=0.4.30'"
-    jax.config.update("jax_enable_x64", True)  # float64 and complex128 would silently become 32-bit
     return jax, None
+
+
+def x64():
+    """A context in which JAX keeps float64 and complex128 (by default it silently makes them 32-bit),
+    for the bridge's calls only: the process's global JAX config stays as the user set it."""
+    import jax
+
+    if hasattr(jax, "enable_x64"):  # JAX >= 0.6
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
 
 
 def jax_devices():
@@ -35,6 +46,7 @@ def jax_device_note():
 
 
 def to_jax(tensor):
+    """Call within x64(), or float64 tensors arrive as float32 arrays."""
     tensor = tensor.detach().resolve_conj().resolve_neg().contiguous()
     fast = _cpu_dlpack_import() if tensor.device.type == "cpu" else None
     if fast is not None:
@@ -85,16 +97,18 @@ def torch_op(fn):
     class JaxOp(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *tensors):
-            arrays = tuple(map(to_jax, tensors))
-            if not any(ctx.needs_input_grad):
-                return to_torch(forward(*arrays))
-            out, ctx.pullback = forward_keeping_residuals(*arrays)
-            return to_torch(out)
+            with x64():
+                arrays = tuple(map(to_jax, tensors))
+                if not any(ctx.needs_input_grad):
+                    return to_torch(forward(*arrays))
+                out, ctx.pullback = forward_keeping_residuals(*arrays)
+                return to_torch(out)
 
         @staticmethod
         def backward(ctx, grad):
-            # JAX's cotangent of a complex value is the conjugate of torch's gradient
-            grads = pull(ctx.pullback, to_jax(grad.conj()))
-            return tuple(to_torch(g).conj() for g in grads)
+            with x64():
+                # JAX's cotangent of a complex value is the conjugate of torch's gradient
+                grads = pull(ctx.pullback, to_jax(grad.conj()))
+                return tuple(to_torch(g).conj() for g in grads)
 
     return JaxOp.apply

@@ -3,9 +3,7 @@ import pytest
 import torch
 
 jax = pytest.importorskip("jax")
-from impls.jax_bridge import import_jax, to_jax, to_torch, torch_op  # noqa: E402
-
-import_jax()  # enables float64 in JAX, as every JAX backend does; alone, this file ran without it
+from impls.jax_bridge import to_jax, to_torch, torch_op, x64  # noqa: E402
 
 
 def test_tensor_to_jax_shares_memory():
@@ -24,7 +22,19 @@ def test_non_contiguous_tensors_are_copied_dense():
 
 
 def test_float64_stays_float64():
-    assert to_jax(torch.zeros(2, dtype=torch.float64)).dtype == jax.numpy.float64
+    with x64():
+        assert to_jax(torch.zeros(2, dtype=torch.float64)).dtype == jax.numpy.float64
+
+
+@pytest.mark.parametrize("name", ["jax_scan", "jax_assoc"])
+def test_a_float64_jax_scan_is_float64_and_leaves_the_global_config_alone(name):
+    from impls import get_scan_backend
+
+    gate = 1 - 2 ** -40  # 1 in float32: a 32-bit scan gives h_2 = 3
+    a, kv = torch.full((1, 3, 1), gate, dtype=torch.float64), torch.ones(1, 3, 1, dtype=torch.float64)
+    h, _ = get_scan_backend(name)(a, kv)
+    assert h.dtype == torch.float64 and abs(float(h[0, 2, 0]) - (gate * gate + gate + 1)) < 1e-14
+    assert not jax.config.jax_enable_x64  # JAX's default, which importing and running scanlab leaves alone
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
@@ -46,9 +56,10 @@ def test_fast_cpu_import_agrees_with_jax_from_dlpack(dtype):
     conjugate views included."""
     tensor = torch.randn(3, 4, dtype=dtype)
     view = tensor.conj() if dtype.is_complex else tensor
-    ours = to_jax(view)
-    theirs = jax.dlpack.from_dlpack(view.resolve_conj().contiguous())
-    assert ours.dtype == theirs.dtype and (ours == theirs).all()
+    with x64():
+        ours = to_jax(view)
+        theirs = jax.dlpack.from_dlpack(view.resolve_conj().contiguous())
+        assert ours.dtype == theirs.dtype and (ours == theirs).all()
 
 
 def test_forward_and_backward_run_the_forward_once():
