@@ -37,12 +37,12 @@ def test_every_path_agrees_with_oracle(mode, scan_name, conv_name, dtype, data):
     Lambda, C = dss_parameters(modes, channels, dtype, decay, seed)
     u = torch.randn(2, length, channels, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
     y = dss_forward(u, Lambda, C, mode, scan_backend=scan_name, conv_backend=conv_name)
-    ref, scale = dss_reference(u, Lambda, C)
+    picked, ref, scale = dss_reference(u, Lambda, C)
     tol = path_tolerance(dtype, mode, scan_name, conv_name)
     if _gate_domain_violations(scan_name, Lambda, length):
         assert torch.isfinite(y).all()
     else:
-        assert judge_output("y", y, ref, scale, tol).passed
+        assert judge_output("y", y[..., picked], ref, scale, tol).passed
 
 
 @pytest.mark.parametrize("mode,scan_name,conv_name", PATHS, ids=PATH_IDS)

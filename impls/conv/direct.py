@@ -40,4 +40,4 @@ def direct_conv(u, K):  # (b l h), (l h) -> (b l h)
 
 def load():
     return ConvBackend(name="direct", kind="conv", fn=direct_conv,
-                       description="Toeplitz product, O(L^2); the oracle in float64 up to ORACLE_DIRECT_MAX_LEN")
+                       description="Toeplitz product, O(L^2)")

@@ -3,7 +3,7 @@ import importlib
 
 from ..backend import Registry, ScanBackend
 from ..jax_bridge import import_jax
-from .sequential import oracle
+from .oracle import oracle
 
 
 def _module_loader(module, factory="load"):

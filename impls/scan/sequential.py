@@ -1,4 +1,4 @@
-"""A plain loop over L: the oracle every other backend is checked against."""
+"""A plain loop over L, in the input's precision (the oracle is impls/scan/oracle.py, in double-double)."""
 import torch
 
 from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
@@ -19,16 +19,6 @@ def sequential_states(a, kv):  # (b l d) -> (b l d)
 scan = scan_from_core(sequential_states)
 
 
-def wide_dtype(dtype):
-    return torch.complex128 if dtype.is_complex else torch.float64
-
-
-def oracle(a, kv, h0=None):
-    """The reference: the sequential scan computed in float64 (complex128 for complex inputs)."""
-    wide = wide_dtype(a.dtype)
-    return scan(a.to(wide), kv.to(wide), None if h0 is None else h0.to(wide))
-
-
 def load():
     return ScanBackend(name="sequential", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES,
-                       description="plain loop over L; the oracle (in float64 via impls.scan.oracle)")
+                       description="plain loop over L in the input's precision")
