@@ -1,4 +1,4 @@
-"""The accuracy suite: every backend against the float64 oracle, outputs and gradients, one row per
+"""The accuracy suite: every backend against the double-double oracle, outputs and gradients, one row per
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
 from tqdm import tqdm
 

@@ -187,7 +187,7 @@ def render_machine(machine_dir):
             continue
         if suite == "accuracy":
             summary, regime, ratio = accuracy_tables(rows)
-            text = (GENERATED + "# Accuracy against the float64 oracle\n\n"
+            text = (GENERATED + "# Accuracy against the double-double oracle\n\n"
                     "`worst / tol` is the largest error divided by the error the backend's declared tolerance "
                     "allows (impls/tolerances.py): at most 1 passes. Out-of-domain cases are inputs outside "
                     "the backend's declared domain; they are reported, not judged.\n\n"
@@ -199,7 +199,7 @@ def render_machine(machine_dir):
                             f"{family}: error vs L")
             if (ratio["dtype"] == "bfloat16").any():
                 plot_errors(ratio[ratio["family"] == "scan"], plots / "accuracy-bfloat16-error-vs-L.png",
-                            "scan, bfloat16 inputs: error vs L (float64 oracle on the same bf16 inputs)", "bfloat16")
+                            "scan, bfloat16 inputs: error vs L (oracle on the same bf16 inputs)", "bfloat16")
                 text += ("\n## bfloat16: error against L\n\nWhat training in bfloat16 costs each backend: a backend "
                          "rounding every step in bf16 drifts with L, one accumulating in float32 stays at the output's "
                          "own rounding.\n\n![bfloat16 error vs L](plots/accuracy-bfloat16-error-vs-L.png)\n")
