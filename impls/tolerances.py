@@ -33,6 +33,9 @@ class Domain:
     max_len: Optional[int] = None
     max_log_span: Optional[float] = None  # max_t |sum_{r<=t} log a_r|, zero gates counted as log(tiny)
     max_value: Optional[float] = None  # largest |output| or |gradient| the dtype holds (float16: 65504)
+    # beyond max_log_span the output error is still within span_rtol_per_eps * eps * log_span * scale
+    # (measured; tests/test_scan_agreement.py holds it), where a bound is known at all
+    span_rtol_per_eps: Optional[float] = None
     note: str = ""
 
     def violations(self, a=None, length=None, references=()):
@@ -157,11 +160,15 @@ TABLE = {
     # Heinsen's error grows like eps * max_t |a*_t| (see impls/scan/heinsen.py). Measured in domain:
     # 9.4e-5 (float32) and 2.7e-12 (float64); outside it, up to 7x these tolerances. Every exact-zero
     # gate adds |log tiny| (87 in float32, 708 in float64) to the span, so a few zeros leave the domain.
+    # Outside, the error stayed within 1.5 (float32), 1.9 (complex64) and 2.8 (float64) x eps x span
+    # x scale over 1078 out-of-domain cases (4 gate regimes, L up to 4099): bound 4.
     **_both("scan", "heinsen",
             Tolerance(rtol=2e-4, atol=1e-30, grad_rtol=2e-4,
-                      domain=Domain(max_log_span=1e3, note="each exact-zero gate adds 87 to the span")),
+                      domain=Domain(max_log_span=1e3, span_rtol_per_eps=4.0,
+                                    note="each exact-zero gate adds 87 to the span")),
             Tolerance(rtol=1e-11, atol=1e-300, grad_rtol=3e-11,
-                      domain=Domain(max_log_span=1e4, note="each exact-zero gate adds 708 to the span"))),
+                      domain=Domain(max_log_span=1e4, span_rtol_per_eps=4.0,
+                                    note="each exact-zero gate adds 708 to the span"))),
     **_both("conv", "direct", Tolerance(rtol=1e-5, atol=1e-30, grad_rtol=1e-5),
             Tolerance(rtol=2e-14, atol=1e-300, grad_rtol=2e-14)),
     **_both("conv", "fft", _FFT_SINGLE, _FFT_DOUBLE),

@@ -1,16 +1,17 @@
 """Hypothesis strategies, named for what they generate. Inputs themselves come from harness.inputs
 (seeded), so a failing example is reproducible from its drawn shape, regime and seed."""
 import torch
+from hypothesis import event
 from hypothesis import strategies as st
 
 from harness.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
 
 # Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
 JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})
-JIT_LENGTHS = (1, 2, 7, 64, 127, 1000)
+JIT_LENGTHS = (1, 2, 7, 64, 127, 1021)
 # jax.jit compiles once per shape, dtype and h0-or-not: whole (B, L, D) shapes from a fixed set keep
 # the compiles per test at a dozen, where independent draws made ~25.
-JIT_SHAPES = ((1, 1, 1), (3, 2, 5), (1, 7, 5), (3, 64, 1), (1, 127, 5), (3, 1000, 1))
+JIT_SHAPES = ((1, 1, 1), (3, 2, 5), (1, 7, 5), (3, 64, 1), (1, 127, 5), (3, 1021, 1))
 # Triton kernels run by the interpreter (tests/triton_interpreter.py) cost ~0.1 ms a step in Python:
 # short odd lengths that still cross the interpreter's 16-step tiles. `jit="interpreted"` draws these.
 INTERPRETED_BACKENDS = frozenset({"triton", "accelerated_scan_scalar"})
@@ -68,6 +69,21 @@ def scan_shapes(draw, jit=False, max_len=4100):
 def scan_input_specs(draw, jit=False, max_len=4100):
     """Keyword arguments for harness.inputs.scan_inputs, dtype excluded."""
     batch, length, channels = draw(scan_shapes(jit, max_len), label="shape")
-    return dict(batch=batch, length=length, channels=channels,
+    spec = dict(batch=batch, length=length, channels=channels,
                 gate_regime=draw(gate_regimes(), label="gates"), kv_regime=draw(kv_regimes(), label="kv"),
                 seed=draw(seeds(), label="seed"), with_h0=draw(st.booleans(), label="with_h0"))
+    _record_draw(spec)
+    return spec
+
+
+def _is_prime(n):
+    return n > 1 and all(n % p for p in range(2, int(n ** 0.5) + 1))
+
+
+def _record_draw(spec):
+    """Hypothesis `event`s, so `pytest --hypothesis-show-statistics` shows what was drawn."""
+    length = spec["length"]
+    event(f"L {'1' if length == 1 else '2-127' if length <= 127 else '128-1023' if length < 1024 else '1024+'}")
+    event(f"L {'prime' if _is_prime(length) else 'odd' if length % 2 else 'even'}")
+    event(f"gates {spec['gate_regime']}, kv {spec['kv_regime']}")
+    event(f"h0 {'given' if spec['with_h0'] else 'none'}")

@@ -23,15 +23,22 @@ def test_gradcheck(name, dtype, gate_regime, length):
     assert torch.autograd.gradcheck(lambda *xs: backend(*xs), inputs, eps=1e-6, atol=1e-7, fast_mode=fast)
 
 
-CHUNKED = [name for name in ("chunked", "heinsen_chunked", "native") if name in DIFFERENTIABLE]
+def _steps_per_chunk():
+    """Each chunked backend's chunk (or backward block) of time steps on the CPU, from its module."""
+    from impls.scan import chunked, heinsen_chunked, native
+
+    steps = {"chunked": chunked.CHUNK["cpu"], "heinsen_chunked": heinsen_chunked.CHUNK["cpu"],
+             "native": native.BACKWARD_STEPS}
+    return {name: n for name, n in steps.items() if name in DIFFERENTIABLE}
 
 
-@pytest.mark.parametrize("name", CHUNKED)
+@pytest.mark.parametrize("name,chunk", list(_steps_per_chunk().items()))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["float64", "complex128"])
-def test_gradcheck_across_chunk_and_block_boundaries(name, dtype):
-    """L = 37 spans several chunks (8 and 16 steps) and backward blocks (16 steps)."""
+def test_gradcheck_across_chunk_and_block_boundaries(name, chunk, dtype):
+    """L = two chunks and a part of a third (odd): the gradient crosses two chunk boundaries."""
     backend = BACKENDS[name]
-    a, kv, h0 = scan_inputs(1, 37, 2, dtype, gate_regime="zeros", seed=37)
+    length = 2 * chunk + 5
+    a, kv, h0 = scan_inputs(1, length, 2, dtype, gate_regime="zeros", seed=length)
     inputs = tuple(t.requires_grad_() for t in (a, kv, h0))
     assert torch.autograd.gradcheck(lambda *xs: backend(*xs), inputs, eps=1e-6, atol=1e-7)
 
