@@ -65,3 +65,76 @@ def test_the_time_budget_ends_the_extra_rounds(monkeypatch):
 def test_rounds_out_of_order_are_refused(least, most):
     with pytest.raises(ValueError, match="1 <= least <= most"):
         Rounds(least, most)
+
+
+def test_the_round_rule_defaults_are_torch_utils_benchmarks():
+    import inspect
+
+    from torch.utils.benchmark import Timer
+
+    torch_rule = inspect.signature(Timer.adaptive_autorange).parameters
+    rounds = Rounds(1, 1)
+    assert rounds.budget_s == torch_rule["max_run_time"].default
+    assert rounds.iqr_threshold == torch_rule["threshold"].default
+
+
+@pytest.mark.parametrize("least,most", [(1, 1), (1, 5), (3, 3)])
+def test_rounds_in_order_are_taken(least, most):
+    assert (Rounds(least, most).least, Rounds(least, most).most) == (least, most)
+
+
+def test_rounds_are_a_frozen_value():
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        Rounds(1, 2).least = 3
+
+
+def test_compile_time_is_never_negative():
+    assert Timing([2.0, 2.0], first_call_s=1.5, number=1).compile_s == 0.0
+    assert Timing([2.0, 2.0], first_call_s=2.5, number=1).compile_s == 0.5
+
+
+def test_seconds_per_call_is_a_mean_per_call():
+    import time
+
+    per_call = timing.seconds_per_call(lambda: time.sleep(0.01), 5, "cpu")
+    assert 0.01 <= per_call < 0.045  # sleep never returns early; a loaded machine adds, not 5x
+
+
+def test_the_first_call_is_timed_alone_and_samples_last_min_sample_s(monkeypatch):
+    calls = []
+
+    def fake(fn, number, device):
+        calls.append((fn, number))
+        return {"cold": 5.0, "steady": 0.001}["cold" if len(calls) == 1 else "steady"]
+    monkeypatch.setattr(timing, "seconds_per_call", fake)
+    timings = interleaved({"a": "a"}, "cpu", Rounds(2, 2), min_sample_s=0.01)
+    assert calls[0] == ("a", 1) and calls[1] == ("a", 1)  # cold, then one steady call
+    assert timings["a"].first_call_s == 5.0
+    assert timings["a"].number == 10 and all(number == 10 for _, number in calls[2:])
+
+
+def test_earlier_first_calls_are_kept(monkeypatch):
+    _scripted(monkeypatch, {})
+    timings = interleaved({"a": "a"}, "cpu", Rounds(2, 2), 0.0, first_call_s={"a": 7.0})
+    assert timings["a"].first_call_s == 7.0
+
+
+@pytest.mark.parametrize("spread,flagged", [(0.05, False), (0.2, True)])
+def test_a_spread_above_ten_percent_is_flagged_in_the_row(spread, flagged):
+    from harness.case_key import CaseKey
+    from harness.cases import Case
+    from harness.perf import _timing_rows
+
+    key = CaseKey(family="scan", device="cpu", dtype="float32", mode="forward", B=1, L=4, D=1, N=0, backend="x")
+    samples = [1.0 - spread / 2] * 3 + [1.0] + [1.0 + spread / 2] * 3  # p80 - p20 = spread
+    rows = _timing_rows(key, "u", Case(key, None, 0, 4), Timing(samples, 1.0, 1), {})
+    note = [r["note"] for r in rows if r["metric"] == "time_s"][0]
+    assert ("spread" in note) == flagged
+
+
+def test_the_l2_flush_buffer_outsizes_every_l2_and_is_made_once():
+    buffer = timing._flush_buffer("cpu")
+    assert buffer.numel() * buffer.element_size() >= 126e6 * 2  # B200's L2 is 126 MB
+    assert timing._flush_buffer("cpu") is buffer
