@@ -17,7 +17,7 @@ def import_jax():
     try:
         jax = importlib.import_module("jax")
     except ImportError as error:
-        return None, f"jax is not installed ({error}); pip install 'jax>=0.4.30'"
+        return None, f"jax is not installed ({error}); pip install 'jax>=0.10'"
     return jax, None
 
 

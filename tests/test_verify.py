@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from harness.inputs import scan_inputs
-from harness.verify import _upstream, check_scan, judge_normwise, judge_output, scan_reference
-from impls import get_scan_backend
+from harness.verify import (_upstream, check_conv, check_scan, judge_elementwise, judged_channels, judge_normwise,
+                            judge_output, scan_reference, scan_references)
+from impls import get_conv_backend, get_scan_backend
+from impls.backend import ScanBackend
 from impls.tolerances import Tolerance
 
 
@@ -52,3 +54,66 @@ def test_output_judge_boundary_for_each_norm(norm, fraction, passes):
     verdict = judge_output("h", out, ref, scale, tol)
     assert verdict.passed is passes
     assert verdict.worst_ratio == pytest.approx(fraction)
+
+
+def test_an_error_exactly_at_the_tolerance_passes():
+    ref, out = torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.5], dtype=torch.float64)
+    verdict = judge_elementwise("h", out, ref, torch.ones(1, dtype=torch.float64), 0.5, 0.0)
+    assert verdict.worst_ratio == 1.0 and verdict.passed
+
+
+def test_an_empty_output_passes_with_zero_error():
+    empty = torch.zeros(2, 0, 3, dtype=torch.float64)
+    verdict = judge_normwise("h", empty, empty, 1e-6, 0.0)
+    assert (verdict.max_abs_err, verdict.rms_rel_err, verdict.worst_ratio, verdict.passed) == (0.0, 0.0, 0.0, True)
+
+
+def test_rms_relative_error_on_known_numbers():
+    ref = torch.tensor([3.0, 4.0], dtype=torch.float64)  # norm 5
+    out = ref + torch.tensor([0.3, 0.4], dtype=torch.float64)  # error norm 0.5
+    assert judge_normwise("h", out, ref, 1.0, 0.0).rms_rel_err == pytest.approx(0.1)
+    zero = torch.zeros(2, dtype=torch.float64)  # no norm to divide by: the largest error itself
+    assert judge_normwise("h", torch.tensor([0.0, 0.25]), zero, 1.0, 1.0).rms_rel_err == 0.25
+
+
+def test_a_nonfinite_output_fails_with_infinite_error():
+    verdict = judge_normwise("h", torch.tensor([float("nan"), 1.0]), torch.ones(2, dtype=torch.float64), 1.0, 1.0)
+    assert verdict.max_abs_err == float("inf") and not verdict.passed
+
+
+def test_the_upstream_gradient_is_rounded_to_the_dtype_it_is_delivered_in():
+    like = torch.zeros(50, dtype=torch.float64)
+    delivered = _upstream(like, 3, torch.bfloat16)
+    assert delivered.dtype == torch.float64 and torch.equal(delivered, delivered.to(torch.bfloat16).double())
+    exact = _upstream(like, 3)
+    assert not torch.equal(exact, exact.to(torch.bfloat16).double())
+
+
+def test_checks_judge_gradients_by_default_and_name_each():
+    a, kv, h0 = scan_inputs(1, 9, 2, torch.float32, seed=1)
+    assert [v.quantity for v in check_scan(get_scan_backend("assoc"), a, kv, h0)] == \
+        ["h", "h_last", "grad_a", "grad_kv", "grad_h0"]
+    assert [v.quantity for v in check_scan(get_scan_backend("assoc"), a, kv)] == ["h", "h_last", "grad_a", "grad_kv"]
+    assert len(scan_references(a, kv)) == 4  # h, h_last and the two gradients
+    u, K = torch.randn(1, 9, 2), torch.randn(12, 2)  # a longer kernel is cut to the input
+    assert [v.quantity for v in check_conv(get_conv_backend("fft"), u, K)] == ["y", "grad_u", "grad_K"]
+
+
+def test_a_backend_without_gradients_is_judged_on_outputs_only():
+    sequential = get_scan_backend("sequential")
+    frozen = ScanBackend(name="sequential", kind="scan", fn=sequential.fn, dtypes=sequential.dtypes,
+                         differentiable=False)
+    a, kv, _ = scan_inputs(1, 9, 2, torch.float32, seed=1)
+    assert [v.quantity for v in check_scan(frozen, a, kv)] == ["h", "h_last"]
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((2, 8, 5), [0, 1, 2, 3, 4]),  # small: every channel
+    ((0, 8, 5), [0, 1, 2, 3, 4]),
+    ((1, 4096, 16), [0, 8, 15]),  # 2^25 // (4096 * 4097 / 2) = 3 channels of 0..15, 7.5 rounding to even
+    ((2, 2048, 16), [0, 2, 5, 8, 10, 12, 15]),  # 2^25 // (2 * 2048 * 2049 / 2) = 7
+    ((4, 2 ** 15, 9), [0]),  # one channel costs more than the budget: still one judged
+    ((1, 5, 0), []),
+])
+def test_judged_channels_are_evenly_spaced_within_the_budget(shape, expected):
+    assert judged_channels(*shape).tolist() == expected
