@@ -167,9 +167,14 @@ def load_rows(path):
     """Rows of a run file, or of the latest complete run of each suite under a machine folder."""
     path = Path(path)
     if path.is_file():
-        return pd.read_json(path, lines=True, dtype=False)
-    frames = [pd.read_json(p, lines=True, dtype=False) for p in latest_runs(path).values()]
+        return _read_rows(path)
+    frames = [_read_rows(p) for p in latest_runs(path).values()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SCHEMA))
+
+
+def _read_rows(path):
+    # values as written: pandas < 3 would turn the "timestamp" column into datetimes by its name
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
 
 
 def latest_runs(machine_dir):
