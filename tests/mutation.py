@@ -1,33 +1,72 @@
 """Mutation testing: would the tests notice if the code were wrong?
 
-    python tests/mutation.py                      every target below, in a scratch copy of the tree
-    python tests/mutation.py harness/compare.py   one target
+    python tests/mutation.py                          every target below, two at a time
+    python tests/mutation.py harness/compare.py       one target
+    python tests/mutation.py --jobs 1 impls/scan      the targets under a folder, one at a time
 
 Each mutant changes one operator or constant of a target file (+ to -, < to <=, and to or, a
 number n to n + 1, not x to x, ...), and the target's tests run against it: a mutant is killed
 when they fail. Survivors are printed with their line; each is either a missing test or an
 equivalent mutant (one that changes no behaviour), which only reading it can tell. Not part of the
-default test run: it takes minutes. mutmut does the same over whole suites, where one run of ours
-takes minutes; this runs each file's own fast tests.
+default test run: it takes an hour or more. mutmut does the same over whole suites, where one run of
+ours takes minutes; this runs each file's own tests, in a child forked from a process that has
+already imported torch, JAX and numba, so a mutant costs its tests and not their imports.
 """
 import argparse
 import ast
+import importlib
+import os
 import shutil
-import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# file -> the tests that pin it; fast ones, since they run once per mutant
+
+
+def _scan(name, *more):
+    """The tests that run one scan backend: every backend-parametrised file, filtered to it."""
+    return [f"-k {name}", "tests/test_scan_agreement.py", "tests/test_scan_gradcheck.py",
+            "tests/test_nonfinite_inputs.py", "tests/test_degenerate_inputs.py", "tests/test_scan_interface.py", *more]
+
+
+# file -> the pytest arguments that pin it (a leading "-k ..." filters them); absent files are
+# not runnable here: triton.py and the kernels of accelerated_scan and fla need a GPU
 TARGETS = {
     "harness/verify.py": ["tests/test_verify.py"],
     "harness/timing.py": ["tests/test_timing.py"],
     "harness/compare.py": ["tests/test_compare.py"],
     "harness/records.py": ["tests/test_records.py"],
     "harness/case_key.py": ["tests/test_case_key.py"],
+    "impls/backend.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py", "tests/test_conv.py"],
+    "impls/validation.py": ["tests/test_scan_interface.py", "tests/test_conv.py", "tests/test_degenerate_inputs.py"],
+    "impls/tolerances.py": ["tests/test_scan_interface.py", "tests/test_tolerances.py", "tests/test_verify.py"],
     "impls/double_double.py": ["tests/test_oracle.py"],
-    "impls/validation.py": ["tests/test_scan_interface.py", "tests/test_conv.py::TestValidation"],
+    "impls/jax_bridge.py": ["tests/test_jax_bridge.py", "-k jax", "tests/test_scan_agreement.py"],
+    "impls/scan/interface.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py",
+                                "tests/test_nonfinite_inputs.py"],
+    "impls/scan/oracle.py": ["tests/test_oracle.py", "tests/test_scan_agreement.py"],
+    "impls/scan/sequential.py": _scan("sequential"),
+    "impls/scan/assoc.py": _scan("assoc and not jax"),
+    "impls/scan/chunked.py": _scan("chunked and not heinsen", "tests/test_chunked.py"),
+    "impls/scan/heinsen.py": _scan("heinsen", "tests/test_heinsen_chunked.py"),
+    "impls/scan/heinsen_chunked.py": _scan("heinsen_chunked", "tests/test_heinsen_chunked.py"),
+    "impls/scan/torch_hop.py": _scan("torch_hop"),
+    "impls/scan/native.py": _scan("native", "tests/test_native.py"),
+    "impls/scan/native_kernels.py": _scan("native", "tests/test_native.py"),
+    "impls/scan/jax_assoc.py": _scan("jax_assoc", "tests/test_jax_bridge.py"),
+    "impls/scan/jax_scan.py": _scan("jax_scan", "tests/test_jax_bridge.py"),
+    "impls/scan/triton_kernels.py": ["tests/test_triton.py"],
+    "impls/conv/direct.py": ["tests/test_conv.py", "tests/test_degenerate_inputs.py", "tests/test_nonfinite_inputs.py"],
+    "impls/conv/fft.py": ["tests/test_conv.py", "tests/test_degenerate_inputs.py", "tests/test_nonfinite_inputs.py"],
+    "impls/conv/fft_fast.py": ["tests/test_conv.py", "tests/test_degenerate_inputs.py", "tests/test_nonfinite_inputs.py"],
+    "impls/conv/oracle.py": ["tests/test_oracle.py", "tests/test_conv.py"],
+    "impls/dss/forward.py": ["tests/test_dss.py", "tests/test_degenerate_inputs.py"],
+    "impls/dss/kernel.py": ["tests/test_dss.py", "tests/test_degenerate_inputs.py"],
+    "impls/dss/oracle.py": ["tests/test_dss.py"],
+    "impls/layers/gate_loop.py": ["tests/test_gate_loop_layer.py", "tests/test_degenerate_inputs.py"],
+    "impls/layers/gss.py": ["tests/test_gss_layers.py"],
 }
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult,
          ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
@@ -76,44 +115,125 @@ def mutants(source):
         yield line, what, ast.unparse(tree)
 
 
-def run(target, tests, scratch, timeout):
-    path = scratch / target
-    original = path.read_text()
-    killed, survivors = 0, []
-    for line, what, mutated in mutants(original):
-        path.write_text(mutated)
+def _pytest_args(tests):
+    args = ["-x", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", "--hypothesis-profile=ci"]
+    for item in tests:
+        args += ["-k", item[3:]] if item.startswith("-k ") else [item]
+    return args
+
+
+def _preimport():
+    """Import what every test imports, once, so each forked child starts with it."""
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutant of the same size in the same second would reuse a stale .pyc
+    sys.dont_write_bytecode = True
+    for name in ("numpy", "torch", "scipy", "pandas", "einops", "hypothesis", "pytest", "numba", "jax", "jax.numpy"):
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:warnings",
-                                   "--hypothesis-profile=ci", *tests], cwd=scratch, capture_output=True, timeout=timeout)
-            dead = done.returncode != 0
-        except subprocess.TimeoutExpired:
-            dead = True
-        killed += dead
-        if not dead:
-            survivors.append((line, what))
-    path.write_text(original)
-    return killed, survivors
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _start(scratch, args):
+    """Fork a child that runs pytest in `scratch`; its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3
+    try:
+        os.chdir(scratch)
+        sys.path.insert(0, str(scratch))
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+        import pytest
+        code = int(pytest.main(args))
+    finally:
+        os._exit(code)
+
+
+class Slot:
+    """One scratch copy of the tree and the mutant, if any, whose tests run in it."""
+
+    def __init__(self, scratch):
+        self.scratch, self.job = scratch, None
+
+    def launch(self, target, line, what, mutated, args, timeout):
+        path = self.scratch / target
+        self.original = path.read_text()
+        path.write_text(mutated)
+        self.job = (target, line, what, _start(self.scratch, args), time.monotonic() + timeout)
+
+    def poll(self):
+        """(target, line, what, killed) once the child has ended, else None."""
+        target, line, what, pid, deadline = self.job
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if not done and time.monotonic() < deadline:
+            return None
+        if not done:  # a hang counts as killed
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            killed = True
+        else:
+            killed = os.waitstatus_to_exitcode(status) != 0
+        (self.scratch / target).write_text(self.original)
+        self.job = None
+        return target, line, what, killed
+
+
+def baseline(slot, target, args, timeout):
+    """Seconds the unmutated target's tests take; they must pass, or no mutant can say anything."""
+    source = (slot.scratch / target).read_text()
+    began = time.monotonic()
+    slot.launch(target, 0, "none", source, args, timeout)
+    while (result := slot.poll()) is None:
+        time.sleep(0.05)
+    if result[3]:
+        raise SystemExit(f"{target}: its tests fail without any mutation: {' '.join(args)}")
+    return time.monotonic() - began
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="*", default=list(TARGETS), help="files under the repository root")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per mutant (a hang counts as killed)")
+    parser.add_argument("targets", nargs="*", default=list(TARGETS), help="files or folders under the repository root")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once, each in its own copy of the tree")
+    parser.add_argument("--timeout", type=float, default=4.0,
+                        help="a mutant's tests may take this many times the unmutated run (a hang counts as killed)")
     args = parser.parse_args()
-    unknown = [t for t in args.targets if t not in TARGETS]
-    if unknown:
+    targets = [t for t in TARGETS if any(t == x or t.startswith(x.rstrip("/") + "/") for x in args.targets)]
+    unknown = [x for x in args.targets if not any(t == x or t.startswith(x.rstrip("/") + "/") for t in TARGETS)]
+    if unknown or not targets:
         parser.error(f"no tests are mapped to {unknown}; known targets: {', '.join(TARGETS)}")
-    total_killed = total = 0
+    _preimport()
+    tally = {t: [0, []] for t in targets}
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp) / "tree"
-        shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".git", "reports", "baseline", "__pycache__"))
-        for target in args.targets:
-            killed, survivors = run(target, TARGETS[target], scratch, args.timeout)
+        slots = []
+        for j in range(max(args.jobs, 1)):
+            scratch = Path(tmp) / f"tree{j}"
+            shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".git", "reports", "baseline", "__pycache__"))
+            slots.append(Slot(scratch))
+        for target in targets:
+            pytest_args = _pytest_args(TARGETS[target])
+            seconds = baseline(slots[0], target, pytest_args, 1800)
+            queue = [(target, line, what, mutated, pytest_args, max(60.0, args.timeout * seconds))
+                     for line, what, mutated in mutants((ROOT / target).read_text())][::-1]
+            while queue or any(s.job for s in slots):
+                for slot in slots:
+                    if slot.job and (result := slot.poll()):
+                        _, line, what, killed = result
+                        tally[target][0] += killed
+                        if not killed:
+                            tally[target][1].append((line, what))
+                    if not slot.job and queue:
+                        slot.launch(*queue.pop())
+                time.sleep(0.05)
+            killed, survivors = tally[target]
             count = killed + len(survivors)
-            total_killed, total = total_killed + killed, total + count
-            print(f"{target}: {killed}/{count} killed ({killed / max(count, 1):.0%})", flush=True)
-            for line, what in survivors:
+            print(f"{target}: {killed}/{count} killed ({killed / max(count, 1):.0%}); "
+                  f"its tests take {seconds:.0f} s unmutated", flush=True)
+            for line, what in sorted(survivors):
                 print(f"  survived: line {line}: {what}", flush=True)
+    total_killed = sum(k for k, _ in tally.values())
+    total = total_killed + sum(len(v) for _, v in tally.values())
     print(f"all: {total_killed}/{total} killed ({total_killed / max(total, 1):.0%})")
     return 0
 
