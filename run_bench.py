@@ -3,9 +3,11 @@
 
     python run_bench.py                   quick accuracy + perf sweeps on the best device, then the report
     python run_bench.py list              backends, availability (and why not), dtypes, devices
-    python run_bench.py accuracy          every backend against the float64 oracle
+    python run_bench.py accuracy          every backend against the double-double oracle
     python run_bench.py perf              time, GB/s, x floor and peak memory per case
-    python run_bench.py report            tables and plots from stored records
+    python run_bench.py report            tables and plots from stored records (shards merged)
+    python run_bench.py submit perf --shards 4 --partitions a100,h100
+                                          the sweep's shards as jobs: SLURM, or subprocesses here
     python run_bench.py compare BASE NEW  verdicts per case: exit 1 on a broken or slower case, 2 on bad input
     python run_bench.py import-benchmark FILE.json   pytest-benchmark results into the records
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from harness import sweeps
 from harness.cases import DTYPES
+from harness.shard import WHOLE, Shard
 
 ROOT = Path(__file__).resolve().parent
 
@@ -59,6 +62,13 @@ def _known(options, what):
     return lambda value: None if value in options else f"unknown {what} {value!r}; choose from {', '.join(options)}"
 
 
+def _shard(text):
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive_int(text):
     value = int(text)
     if value <= 0:
@@ -84,6 +94,12 @@ def _sweep_flags(parser, after_command=False):
     add("--channels", default=default(None), type=_positive_int, help="channels D (H for DSS)")
     add("--reports", default=default(str(ROOT / "reports")), help="records and reports folder")
     add("--fresh", action="store_true", default=default(False), help="start a new run, not resume an unfinished one")
+    add("--shard", default=default(WHOLE), type=_shard, metavar="I/N",
+        help="run the I-th of N shares of the sweep's units (every N-th unit): N machines, one share each, add up "
+             "to exactly the whole sweep; `report` merges them")
+    add("--skip-complete", action="store_true", default=default(False),
+        help="do nothing for a sweep (or shard) whose run on this machine is already complete: resubmitting a "
+             "sweep redoes only the shards that did not finish (submit passes it)")
     add("--no-progress", action="store_true", default=default(False), help="no progress bar")
 
 
@@ -116,6 +132,24 @@ def build_parser():
         _sweep_flags(sub, after_command=True)
         if name == "perf":
             _perf_flags(sub, after_command=True)
+    submit = commands.add_parser("submit", help="run a sweep's shards as jobs: SLURM on a cluster, subprocesses here",
+                                 description="One job per (partition, shard), each running `run_bench.py SWEEP ... "
+                                             "--shard I/N --skip-complete`. Submitting again redoes no finished shard.")
+    submit.add_argument("sweep", choices=["accuracy", "perf"])
+    _sweep_flags(submit, after_command=True)
+    _perf_flags(submit, after_command=True)
+    submit.add_argument("--shards", type=_positive_int, default=2, help="shares per machine kind (default 2)")
+    submit.add_argument("--executor", choices=["auto", "local", "slurm"], default="auto",
+                        help="auto: SLURM where sbatch is found, else subprocesses on this machine")
+    submit.add_argument("--partitions", type=_list_of(str), default=None,
+                        help="SLURM partitions, one per machine kind: every shard runs on each")
+    submit.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per job (SLURM --gpus-per-node)")
+    submit.add_argument("--cpus-per-task", type=_positive_int, default=None, help="CPUs per job (SLURM --cpus-per-task)")
+    submit.add_argument("--timeout-min", type=_positive_int, default=None, help="time limit per job, minutes")
+    submit.add_argument("--mem-gb", type=float, default=None, help="memory per job, GB")
+    submit.add_argument("--logs", default="submitit-logs", help="submitit's job folder: logs, states (default submitit-logs)")
+    submit.add_argument("--wait", action="store_true", help="on SLURM, wait for the jobs and list how each ended "
+                                                            "(the local executor always waits)")
     report = commands.add_parser("report", help="render tables and plots from stored records")
     report.add_argument("--reports", default=str(ROOT / "reports"))
     compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
@@ -139,18 +173,21 @@ def resolve_device(choice):
     return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
 
 
-def _check_backends(names, family):
-    from impls import all_conv_backends, all_scan_backends, scan_backends
+def _check_backends(names, family, here=True):
+    """Every name a backend of the family; with `here`, one that runs on this machine (a submitted
+    sweep runs elsewhere: a GPU backend is not available on the node that submits it)."""
+    from impls import all_conv_backends, all_scan_backends
     from harness.perf import default_backends
 
     if not names:
         return
+    scan_backends = (lambda: {n: b for n, b in all_scan_backends().items() if b.available}) if here else all_scan_backends
     if family == "accuracy":
         known = {**all_scan_backends(), **all_conv_backends()}
         for name in names:
             if name not in known:
                 raise UserError(f"--backends: unknown backend {name!r}; known: {', '.join(known)}")
-            if not known[name].available:
+            if here and not known[name].available:
                 raise UserError(f"--backends: {name!r} is unavailable: {known[name].unavailable_reason}")
         return
     if family == "scan":
@@ -181,15 +218,15 @@ def cmd_list():
     return 0
 
 
-def accuracy_config(args):
+def accuracy_config(args, here=True):
     """The accuracy sweep the flags ask for, checked before anything runs."""
     config = sweeps.override(sweeps.preset(args.preset)["accuracy"], lengths=args.lengths, dtypes=args.dtypes,
                              batch=args.batch, channels=args.channels, backends=args.backends)
-    _check_backends(config["backends"], "accuracy")
+    _check_backends(config["backends"], "accuracy", here)
     return config
 
 
-def perf_plan(args):
+def perf_plan(args, here=True):
     """(family -> config, Rounds) for the perf sweeps the flags ask for, all checked before any runs:
     a bad flag must not leave a run file behind, nor stop the sweep after its first family."""
     from harness.cases import family_dtypes
@@ -204,7 +241,7 @@ def perf_plan(args):
     for family in args.family:
         config = sweeps.override(chosen["perf"][family], lengths=args.lengths, dtypes=args.dtypes, batch=args.batch,
                                  channels=args.channels, backends=args.backends, modes=args.modes)
-        _check_backends(config["backends"], family)
+        _check_backends(config["backends"], family, here)
         taken = family_dtypes(family)
         wrong = [d for d in config["dtypes"] if d not in taken]
         if wrong:
@@ -216,24 +253,68 @@ def perf_plan(args):
 def cmd_accuracy(args, device, config):
     from harness.accuracy import run_accuracy
 
-    run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress)
+    run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress,
+                       shard=args.shard, keep_complete=args.skip_complete)
     print(f"accuracy: {len(run.rows)} rows in {run.rows_path}")
     return run
 
 
 def cmd_perf(args, device, plan):
-    from harness.perf import run_perf
+    from harness.perf import perf_groups, run_perf
 
     configs, rounds = plan
     chosen = sweeps.preset(args.preset)
-    runs = []
+    runs, offset = [], 0
     for family, config in configs.items():
         run = run_perf(family, config, device, args.reports, rounds=rounds,
                        min_sample_s=chosen["min_sample_s"], memory=chosen["memory"] and not args.no_memory,
-                       resume=not args.fresh, progress=not args.no_progress)
+                       resume=not args.fresh, progress=not args.no_progress, shard=args.shard, shard_offset=offset,
+                       keep_complete=args.skip_complete)
+        offset += len(perf_groups(family, config, device))
         print(f"perf {family}: {len(run.rows)} rows in {run.rows_path}")
         runs.append(run)
     return runs
+
+
+def _job_argv(args):
+    """run_bench.py's arguments for one shard of the sweep `args` describes, every flag spelled out."""
+    argv = [args.sweep, "--preset", args.preset, "--device", args.device, "--reports", str(Path(args.reports).resolve())]
+    listed = {"--backends": args.backends, "--lengths": args.lengths, "--dtypes": args.dtypes}
+    counts = {"--batch": args.batch, "--channels": args.channels}
+    if args.sweep == "perf":
+        listed.update({"--family": args.family, "--modes": args.modes})
+        counts.update({"--rounds": args.rounds, "--max-rounds": args.max_rounds, "--threads": args.threads})
+        argv += ["--no-memory"] if args.no_memory else []
+    argv += [part for flag, value in listed.items() if value for part in (flag, ",".join(map(str, value)))]
+    argv += [part for flag, value in counts.items() if value for part in (flag, str(value))]
+    return argv
+
+
+def cmd_submit(args):
+    from harness.submit import cluster_of, executor, submit_shards, summary
+
+    if args.fresh:
+        raise UserError("submit: --fresh would restart every shard each time it is submitted; submitting again "
+                        "resumes unfinished shards (use another --reports for a fresh sweep)")
+    if not args.shard.whole:
+        raise UserError("submit: --shard picks one share by hand; submit makes the shares itself (--shards N)")
+    if args.sweep == "accuracy":
+        accuracy_config(args, here=False)
+    else:
+        perf_plan(args, here=False)
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise UserError('submit needs submitit, an optional extra: pip install -e ".[cluster]"') from None
+    try:
+        pool = executor(args.logs, cluster_of(args.executor))
+    except ValueError as error:
+        raise UserError(f"submit: --executor {args.executor}: {error}") from None
+    jobs = submit_shards(pool, _job_argv(args), args.sweep, args.shards, partitions=args.partitions or (None,),
+                         gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, mem_gb=args.mem_gb,
+                         cwd=ROOT, wait=args.wait)
+    print(summary(jobs))
+    return 1 if any(j.outcome().startswith("failed") for j in jobs) else 0
 
 
 def cmd_report(reports):
@@ -324,6 +405,8 @@ def main(argv=None):
         return cmd_compare(args)
     if args.command == "import-benchmark":
         return cmd_import(args)
+    if args.command == "submit":
+        return cmd_submit(args)
     device = resolve_device(args.device)
     accuracy = accuracy_config(args) if args.command in (None, "accuracy") else None
     plan = perf_plan(args) if args.command in (None, "perf") else None

@@ -8,6 +8,7 @@ from .case_key import CaseKey
 from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
 from .records import open_run
+from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
 from .verify import check_conv, check_scan, scan_references
 
@@ -66,14 +67,21 @@ def _measure(key, regime, config):
     return check_conv(backend, u, K, gradients=gradients), []
 
 
-def run_accuracy(config, device, reports_dir, resume=True, progress=True):
-    run = open_run(reports_dir, "accuracy", {**config, "device": device}, resume=resume)
+def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=WHOLE, keep_complete=False):
+    """The accuracy sweep (its `shard` of it), resumed where a killed run of it stopped; with
+    `keep_complete`, a complete run of the same sweep is returned as it is."""
+    settings = {**config, "device": device, **({} if shard.whole else {"shard": str(shard)})}
+    run = open_run(reports_dir, "accuracy", settings, resume=resume, keep_complete=keep_complete)
+    if run.meta["status"] == "complete":
+        return run
     done = run.done_units()
     skipped = [r for r in skipped_rows("accuracy", "scan", chosen_scan_backends(config), device, config["dtypes"])
-               if r["unit_id"] not in done]
+               if r["unit_id"] not in done] if shard.index == 1 else []
     if skipped:
         run.add_unit(skipped)
-    for unit_id, key, regime in tqdm(accuracy_units(config, device), desc="accuracy", disable=not progress):
+    units = shard.take(accuracy_units(config, device))
+    for unit_id, key, regime in tqdm(units, desc=f"accuracy {shard}" if not shard.whole else "accuracy",
+                                     disable=not progress):
         if unit_id in done:
             continue
         verdicts, outside = _measure(key, regime, config)

@@ -12,6 +12,7 @@ from .case_key import CaseKey
 from .cases import build
 from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
+from .shard import WHOLE
 from .support import runnable, skipped_rows
 from .timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_per_call
 
@@ -125,14 +126,23 @@ def _cpu_memory_rows(rows):
             for k, p in zip(keys, peaks)]
 
 
-def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, memory=True, resume=True, progress=True):
-    settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s, "memory": memory}
-    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume)
+def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, memory=True, resume=True, progress=True,
+             shard=WHOLE, shard_offset=0, keep_complete=False):
+    """One family's perf sweep (its `shard` of it: `shard_offset` groups of the sweep come before this
+    family's), resumed where a killed run of it stopped; with `keep_complete`, a complete run of the
+    same sweep is returned as it is."""
+    settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s, "memory": memory,
+                **({} if shard.whole else {"shard": str(shard), "shard_offset": shard_offset})}
+    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume, keep_complete=keep_complete)
+    if run.meta["status"] == "complete":
+        return run
     done = run.done_units()
-    skipped = [r for r in (_scan_skips(config, device) if family == "scan" else []) if r["unit_id"] not in done]
+    skipped = [r for r in (_scan_skips(config, device) if family == "scan" else [])
+               if r["unit_id"] not in done] if shard.index == 1 else []
     if skipped:
         run.add_unit(skipped)
-    for unit_id, keys in tqdm(perf_groups(family, config, device), desc=f"perf {family}", disable=not progress):
+    groups = shard.take(perf_groups(family, config, device), shard_offset)
+    for unit_id, keys in tqdm(groups, desc=f"perf {family}" + ("" if shard.whole else f" {shard}"), disable=not progress):
         if unit_id in done:
             continue
         rows, cases, cold_s = [], {}, {}

@@ -6,6 +6,8 @@ fsynced: a kill can tear only the last unit, and resuming drops that torn tail (
 once) and measures the unit again. Whole-file writes (meta, reports) go to a temporary file that is
 fsynced and renamed over the old one. A run whose meta says "running" is resumed by the next run of
 the same config, which skips the units it has; each session stamps its rows with the commit it ran.
+A sharded sweep (`--shard I/N`, harness/shard.py) is one run per shard, its config naming the
+shard; readers merge the shards of a machine's newest sweep (latest_sweeps).
 
 JSON lines rather than CSV or Parquet: rows keep their types (floats, None, booleans) without a
 schema file, diff line by line in git, and need no pyarrow.
@@ -21,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .machine import code_state, machine_info
+from .shard import Shard
 
 # Column -> meaning. tests/test_readme.py checks that README.md documents every column.
 SCHEMA = {
@@ -46,6 +49,8 @@ SCHEMA = {
     "cuda": "CUDA version of torch", "torch": "torch version", "jax": "JAX version", "python": "Python version",
     "commit": "git commit measured", "dirty": "whether the tree had uncommitted changes",
 }
+# config fields that tell the shards of one sweep apart
+SHARD_FIELDS = ("shard", "shard_offset")
 MACHINE_COLUMNS = ("machine_id", "cpu", "threads", "gpu", "gpu_driver", "gpu_capability", "cuda", "torch", "jax", "python", "commit", "dirty")
 
 
@@ -143,15 +148,17 @@ class Run:
         atomic_write_text(self.meta_path, json.dumps(self.meta, indent=1))
 
 
-def open_run(reports_dir, suite, config, resume=True):
-    """The unfinished run of this suite and config on this machine, or a new one."""
+def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
+    """The unfinished run of this suite and config on this machine, or a new one; with
+    `keep_complete`, a complete run of it first, if there is one (the caller then measures nothing)."""
     machine = machine_info()
     directory = Path(reports_dir) / machine["machine_id"] / "runs"
     digest = config_hash({"suite": suite, **config})
-    if resume:
-        for meta_path in sorted(directory.glob(f"{suite}-*-{digest}.meta.json")):
+    wanted = (["complete"] if keep_complete else []) + (["running"] if resume else [])
+    for status in wanted:
+        for meta_path in sorted(directory.glob(f"{suite}-*-{digest}.meta.json"), reverse=True):
             meta = json.loads(meta_path.read_text())
-            if meta.get("status") == "running":
+            if meta.get("status") == status:
                 run = Run(directory, meta["run_id"], meta, code=code_state())
                 if run.rows_path.exists():
                     run.rows = read_complete_units(run.rows_path)
@@ -164,11 +171,11 @@ def open_run(reports_dir, suite, config, resume=True):
 
 
 def load_rows(path):
-    """Rows of a run file, or of the latest complete run of each suite under a machine folder."""
+    """Rows of a run file, or of the latest sweep of each suite under a machine folder (all its shards)."""
     path = Path(path)
     if path.is_file():
         return _read_rows(path)
-    frames = [_read_rows(p) for p in latest_runs(path).values()]
+    frames = [_read_rows(p) for sweep in latest_sweeps(path).values() for p in sweep.rows_paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SCHEMA))
 
 
@@ -177,15 +184,47 @@ def _read_rows(path):
     return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
 
 
-def latest_runs(machine_dir):
-    """suite -> rows file of the newest complete run of that suite (newest running one if none completed)."""
-    chosen = {}
+@dataclass
+class Sweep:
+    """The runs of one sweep on one machine: one per shard (a single one when unsharded)."""
+
+    suite: str
+    count: int
+    parts: dict  # shard index -> (status, rows path, meta)
+
+    @property
+    def rows_paths(self):
+        return [self.parts[i][1] for i in sorted(self.parts)]
+
+    @property
+    def unfinished(self):
+        """'I/N status' for each shard not complete: running (or failed, or killed) or never run."""
+        return [f"{i}/{self.count} " + (self.parts[i][0] if i in self.parts else "not run")
+                for i in range(1, self.count + 1) if i not in self.parts or self.parts[i][0] != "complete"]
+
+
+def latest_sweeps(machine_dir):
+    """suite -> the newest sweep of it under a machine folder, all shards complete preferred; within
+    it, each shard's newest run, complete preferred. Shards of one sweep share their config but for
+    `shard` (and perf's `shard_offset`)."""
+    found = {}  # (suite, sweep config, shard count) -> {index: (rank, status, rows, meta)}
     for meta_path in sorted(Path(machine_dir).glob("runs/*.meta.json")):
         meta = json.loads(meta_path.read_text())
         rows = meta_path.with_name(meta["run_id"] + ".jsonl")
         if not rows.exists():
             continue
-        rank = (meta.get("status") == "complete", meta.get("started", ""))
-        if meta["suite"] not in chosen or rank >= chosen[meta["suite"]][0]:
-            chosen[meta["suite"]] = (rank, rows)
-    return {suite: rows for suite, (_, rows) in chosen.items()}
+        config = meta.get("config", {})
+        shard = Shard.parse(config.get("shard", "1/1"))
+        sweep = config_hash({k: v for k, v in config.items() if k not in SHARD_FIELDS})
+        status = meta.get("status", "running")
+        rank = (status == "complete", meta.get("started", ""))
+        parts = found.setdefault((meta["suite"], sweep, shard.count), {})
+        if shard.index not in parts or rank >= parts[shard.index][0]:
+            parts[shard.index] = (rank, status, rows, meta)
+    chosen = {}
+    for (suite, _, count), parts in found.items():
+        done = len(parts) == count and all(p[1] == "complete" for p in parts.values())
+        rank = (done, max(p[0][1] for p in parts.values()))
+        if suite not in chosen or rank >= chosen[suite][0]:
+            chosen[suite] = (rank, Sweep(suite, count, {i: p[1:] for i, p in parts.items()}))
+    return {suite: sweep for suite, (_, sweep) in sorted(chosen.items())}

@@ -1,7 +1,7 @@
 """Judging a backend against the oracle (double-double, rounded to float64), with the tolerance it
 declared (impls/tolerances.py)."""
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -150,7 +150,10 @@ def judged_channels(batch, length, channels):
     within ORACLE_MULTIPLY_ADDS."""
     per_channel = max(1, batch * length * (length + 1) // 2)
     count = max(1, min(channels, ORACLE_MULTIPLY_ADDS // per_channel))
-    return torch.linspace(0, channels - 1, count).round().long().unique() if channels else torch.arange(0)
+    if not channels:
+        return torch.arange(0)
+    # float64: float32 steps cannot tell channels apart beyond 2^24, and unique() would merge them
+    return torch.linspace(0, channels - 1, count, dtype=torch.float64).round().long().unique()
 
 
 def check_conv(backend, u, K, gradients=True, seed=1234):

@@ -117,3 +117,33 @@ def test_a_backend_without_gradients_is_judged_on_outputs_only():
 ])
 def test_judged_channels_are_evenly_spaced_within_the_budget(shape, expected):
     assert judged_channels(*shape).tolist() == expected
+
+
+def test_a_verdict_cannot_be_edited_after_judging():
+    verdict = judge_normwise("h", torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), 1.0, 0.0)
+    with pytest.raises(AttributeError):
+        verdict.passed = False
+
+
+def test_rms_relative_error_below_a_unit_reference_norm():
+    ref = torch.tensor([0.3, 0.4], dtype=torch.float64)  # norm 0.5: relative, not the absolute max error
+    out = ref + torch.tensor([0.03, 0.04], dtype=torch.float64)  # error norm 0.05
+    assert judge_normwise("h", out, ref, 1.0, 0.0).rms_rel_err == pytest.approx(0.1)
+
+
+def test_a_gradient_a_backend_never_forms_fails_instead_of_crashing():
+    sequential = get_scan_backend("sequential")
+    forgets_h0 = ScanBackend(name="sequential", kind="scan", fn=lambda a, kv, h0: sequential.fn(a, kv, None),
+                             dtypes=sequential.dtypes, differentiable=True)
+    a, kv, h0 = scan_inputs(1, 9, 2, torch.float64, seed=1)
+    verdicts = {v.quantity: v for v in check_scan(forgets_h0, a, kv, h0)}
+    assert not verdicts["grad_h0"].passed and verdicts["grad_a"].passed is False  # h0 feeds dL/da as well
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((2 ** 24, 1, 4), [0, 3]),  # one step per channel: 2^24 multiply-adds each, two within 2^25
+    ((1, 1, 2 ** 24 + 2), 2 ** 24 + 2),  # a multiply-add each: every channel, however many
+])
+def test_judged_channels_at_the_budget_boundary(shape, expected):
+    picked = judged_channels(*shape)
+    assert (picked.tolist() if isinstance(expected, list) else len(picked)) == expected
