@@ -144,6 +144,7 @@ class Run:
         self.rows.extend(stamped)
 
     def finish(self):
+        append_durably(self.rows_path, "")  # a complete run has a rows file, if empty (a shard with no unit)
         self.meta.update(status="complete", finished=utc_now())
         atomic_write_text(self.meta_path, json.dumps(self.meta, indent=1))
 
@@ -181,6 +182,8 @@ def load_rows(path):
 
 def _read_rows(path):
     # values as written: pandas < 3 would turn the "timestamp" column into datetimes by its name
+    if Path(path).stat().st_size == 0:
+        return pd.DataFrame(columns=list(SCHEMA))
     return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
 
 

@@ -15,6 +15,7 @@ which is what sbatch does, and submitit is sbatch from Python (a job folder, log
 local executor that behaves the same), with no cluster service to start; Ray and Dask schedule
 tasks inside a cluster they run themselves, which SLURM sites would have to host first.
 """
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,15 +36,19 @@ class Command:
 
     def __call__(self):
         print("running:", " ".join(self.argv), flush=True)
-        process = subprocess.Popen(self.argv, cwd=self.cwd)
+        process = subprocess.Popen(self.argv, cwd=self.cwd, stderr=subprocess.PIPE, text=True)
+        last = ""
         try:
+            for line in process.stderr:  # to the job's log as it comes; the last line says why it failed
+                sys.stderr.write(line)
+                last = line.strip() or last
             code = process.wait()
         except BaseException:
             process.kill()
             process.wait()
             raise
         if code:
-            raise RuntimeError(f"exit status {code}: {' '.join(self.argv)}")
+            raise RuntimeError(f"exit status {code}: {last}")
         return code
 
 
@@ -60,8 +65,9 @@ class ShardJob:
         error = self.job.exception()
         if error is None:
             return "done"
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        return "failed: " + (lines[-1] if lines else type(error).__name__)
+        # submitit wraps the job's exception in its traceback: its last "SomeError: why" line says why
+        reasons = re.findall(r"^\w+(?:Error|Exception|Interrupt)\b:?\s*(.*)$", str(error), re.MULTILINE)
+        return "failed: " + (reasons[-1] if reasons and reasons[-1] else type(error).__name__)
 
     def log(self):
         return self.job.paths.stderr
