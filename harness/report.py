@@ -235,30 +235,33 @@ def render_machine(machine_dir):
 CASE = [name for name in CASE_FIELDS if name != "device"]  # a case, whatever the machine
 
 
-def _cell(time_s, floor_multiple):
+def _cell(time_s, gbps, floor_multiple):
     if pd.isna(time_s):
         return "-"
-    return f"{time_s * 1e3:.3g} ms" + (f" ({floor_multiple:.3g}x floor)" if pd.notna(floor_multiple) else "")
+    parts = [f"{time_s * 1e3:.3g} ms"] + ([f"{gbps:.3g} GB/s"] if pd.notna(gbps) else []) + \
+        ([f"{floor_multiple:.3g}x floor"] if pd.notna(floor_multiple) else [])
+    return " · ".join(parts)
 
 
 def machines_markdown(rows_by_machine):
-    """Every perf case with a column per machine that has records of it: median time and x floor,
-    the ratio that carries across machines. '' when no machine has perf records."""
+    """Every perf case with a column per machine that has records of it: median time, GB/s and
+    x floor, the ratio that carries across machines. '' when no machine has perf records."""
     parts = []
     for machine, rows in rows_by_machine.items():
         perf = rows[rows["suite"] == "perf"] if "suite" in rows else rows
         if perf.empty:
             continue
         table = perf_table(perf)
-        floor = table["floor_multiple"] if "floor_multiple" in table else pd.Series(float("nan"), index=table.index)
-        parts.append(table[CASE].assign(machine=machine, cell=[_cell(t, f) for t, f in zip(table["time_s"], floor)]))
+        column = lambda name: table[name] if name in table else pd.Series(float("nan"), index=table.index)  # noqa: E731
+        cells = [_cell(t, g, f) for t, g, f in zip(column("time_s"), column("gbps"), column("floor_multiple"))]
+        parts.append(table[CASE].assign(machine=machine, cell=cells))
     if not parts:
         return ""
     wide = pd.concat(parts).pivot_table(index=CASE, columns="machine", values="cell", aggfunc="first",
                                         fill_value="").reset_index()
     out = ["\n## Every case on every machine\n",
-           "Median time per call and, in brackets, the multiple of the bandwidth floor measured in the same run "
-           "on that machine: compare machines on the multiple. Empty: no records of the case there.\n"]
+           "Median time per call, the bandwidth it reached, and the multiple of the bandwidth floor measured in "
+           "the same run on that machine: compare machines on the multiple. Empty: no records of the case there.\n"]
     for family, group in wide.groupby("family", sort=False):
         out += [f"\n### {family}\n", group.drop(columns="family").to_markdown(index=False)]
     return "\n".join(out) + "\n"

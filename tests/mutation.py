@@ -215,7 +215,7 @@ def main():
             pytest_args = _pytest_args(TARGETS[target])
             seconds = baseline(slots[0], target, pytest_args, 1800)
             queue = [(target, line, what, mutated, pytest_args, max(60.0, args.timeout * seconds))
-                     for line, what, mutated in mutants((ROOT / target).read_text())][::-1]
+                     for line, what, mutated in mutants((slots[0].scratch / target).read_text())][::-1]
             while queue or any(s.job for s in slots):
                 for slot in slots:
                     if slot.job and (result := slot.poll()):

@@ -169,3 +169,62 @@ def test_cli_bad_input_is_one_line_on_stderr_not_a_traceback(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "corrupt.jsonl" in done.stderr
+
+
+def _fixed(value, samples=()):
+    return value, value, value, list(samples)
+
+
+@pytest.mark.parametrize("base,new,verdict", [
+    (1.0, 2.0, "same"),  # exactly the factor (2): not slower than it
+    (2.0, 1.0, "same"),  # exactly 1 / factor: not faster than it
+])
+def test_a_ratio_exactly_at_the_factor_is_the_same(base, new, verdict):
+    assert judge(_fixed(base), _fixed(new), factor=2.0).verdict == verdict
+
+
+def test_exactly_min_samples_a_side_take_the_significance_test():
+    base, new = [1.0 + 0.01 * i for i in range(6)], [2.0 + 0.01 * i for i in range(6)]
+    found = judge(_figures(base), _figures(new), factor=1.1)
+    assert found.verdict == "regression" and found.p_value == pytest.approx(1 / 924)  # 1 / C(12, 6)
+
+
+def test_samples_on_one_side_only_fall_back_to_the_intervals():
+    base = (1.0, 0.9, 1.1, [0.9, 1.0, 1.1])
+    assert judge(base, (2.0, 1.9, 2.1, []), factor=1.1).verdict == "regression"
+    assert judge((2.0, 1.9, 2.1, []), base, factor=1.1).verdict == "improvement"
+
+
+@pytest.mark.parametrize("base,new", [
+    ((1.0, 0.9, 1.5, [0.9, 1.0, 1.5]), (2.0, 1.5, 2.1, [1.5, 2.0, 2.1])),  # samples touch at 1.5
+    ((1.0, 0.9, 1.5, []), (2.0, 1.5, 2.1, [])),  # intervals touch at 1.5
+])
+def test_touching_samples_or_intervals_are_noise_not_a_change(base, new):
+    assert judge(base, new, factor=1.1).verdict == "noise"
+    assert judge(new, base, factor=1.1).verdict == "noise"
+
+
+def test_the_default_factor_is_ten_percent():
+    slower = [1.5 + 0.01 * i for i in range(8)]
+    assert compare(_rows({"assoc": [1.0 + 0.01 * i for i in range(8)]}), _rows({"assoc": slower})).regressions == 1
+
+
+def test_verdicts_and_comparisons_are_frozen():
+    comparison = compare(_rows({"assoc": [1.0] * 8}), _rows({"assoc": [1.0] * 8}), factor=1.1)
+    with pytest.raises(AttributeError):
+        comparison.factor = 2.0
+    with pytest.raises(AttributeError):
+        judge(_fixed(1.0), _fixed(1.0), 1.1).verdict = "regression"
+    assert "Index" not in comparison.table.columns  # one column per field of the records, no pandas index
+
+
+def test_the_summary_counts_every_verdict_sorts_broken_first_and_shows_each_case_field(tmp_path):
+    base = _rows({"assoc": [1.0] * 8, "chunked": [1.0] * 8, "zz": [1.0] * 8, "old": [1.0] * 8})
+    new = _rows({"assoc": [1.0] * 8, "chunked": None, "zz": [1.0] * 8, "new": [1.0] * 8})
+    text = summary_markdown(compare(base, new, factor=1.1))
+    assert "1 broken, 0 regression, 0 improvement, 0 noise, 2 same, 0 fixed, 0 failing" in text
+    header, _, first, *_ = text.split("## compare")[1].split("\n\n")[2].splitlines()
+    assert header.startswith("| family ") and "| chunked " in first  # broken first, though 'assoc' sorts first
+    assert "| 1 [1, 1] " in text  # a figure with its interval
+    only = text.split("### Only in BASE")[1]
+    assert only.split("\n\n")[1].startswith("| family ") and "| old " in only

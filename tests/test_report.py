@@ -20,6 +20,7 @@ def _perf_rows():
         dict(key, backend="assoc", metric="time_s", value=0.002, lo=0.001, hi=0.003, note=""),
         dict(key, backend="assoc", metric="peak_bytes", value=100.0, lo="", hi="", note=""),
         dict(key, backend="assoc", metric="floor_multiple", value=4.0, lo="", hi="", note=""),
+        dict(key, backend="assoc", metric="gbps", value=1.5, lo="", hi="", note=""),
         dict(key, backend="heinsen", metric="time_s", value=None, lo="", hi="", note="no speed figure: h fails"),
         dict(key, backend="heinsen", metric="worst_ratio", value=2.0, lo="", hi="", note=""),
     ])
@@ -46,7 +47,7 @@ def test_the_top_index_lists_each_case_with_every_machine_that_has_it():
     text = machines_markdown({"laptop": laptop, "server": server})
     lines = {line.split("|")[7].strip() + "@" + line.split("|")[4].strip(): line for line in text.splitlines()
              if line.startswith("| float32")}
-    assert "2 ms (4x floor)" in lines["assoc@64"] and "0.5 ms (4x floor)" in lines["assoc@64"]
+    assert "2 ms · 1.5 GB/s · 4x floor" in lines["assoc@64"] and "0.5 ms · 1.5 GB/s · 4x floor" in lines["assoc@64"]
     assert lines["heinsen@64"].count("| -") == 2  # failed its check on both: no time
     assert "laptop" in text and "server" in text
     assert lines["assoc@128"].split("|")[8].strip() == ""  # the laptop has no records of L = 128

@@ -138,3 +138,16 @@ def test_the_l2_flush_buffer_outsizes_every_l2_and_is_made_once():
     buffer = timing._flush_buffer("cpu")
     assert buffer.numel() * buffer.element_size() >= 126e6 * 2  # B200's L2 is 126 MB
     assert timing._flush_buffer("cpu") is buffer
+
+
+def test_a_call_longer_than_min_sample_s_is_sampled_once_a_round(monkeypatch):
+    _scripted(monkeypatch, {"slow": itertools.repeat(0.5)})
+    assert interleaved({"slow": "slow"}, "cpu", Rounds(2, 2), min_sample_s=0.01)["slow"].number == 1
+
+
+def test_an_iqr_exactly_at_the_threshold_is_not_yet_settled(monkeypatch):
+    pattern = [1.0, 1.0, 2.0, 2.0]
+    threshold = Timing(pattern, 0.0, 1).iqr_fraction  # 1 / 1.5, reached exactly after 4 rounds
+    _scripted(monkeypatch, {"a": itertools.cycle(pattern), "b": itertools.cycle(pattern)})
+    timings = interleaved({"a": "a", "b": "b"}, "cpu", Rounds(4, 9, iqr_threshold=threshold), 0.0)
+    assert len(timings["a"].samples) > 4
