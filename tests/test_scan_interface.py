@@ -38,6 +38,23 @@ def test_unavailable_backend_says_why():
         registry.get("ghost")
 
 
+def test_what_a_backend_cannot_run_on_is_said_before_it_runs():
+    loop = get_scan_backend("sequential")
+    cpu_only = ScanBackend(name="sequential", kind="scan", fn=loop.fn, devices=("cpu",), device_note="use triton")
+    assert cpu_only.unsupported("cpu", torch.float32) is None and cpu_only.unsupported("cpu") is None
+    assert cpu_only.unsupported("cuda") == "runs on cpu only (use triton)"
+    assert cpu_only.unsupported("cpu", torch.float16) == "does not take float16"  # default dtypes: float32, float64
+    ghost = ScanBackend(name="ghost", kind="scan", fn=None, unavailable_reason="jax is not installed")
+    assert ghost.unsupported("cpu", torch.float32) == "unavailable: jax is not installed"
+
+
+def test_a_declared_backend_is_differentiable_unless_it_says_not_and_cannot_be_changed():
+    backend = ScanBackend(name="sequential", kind="scan", fn=get_scan_backend("sequential").fn)
+    assert backend.differentiable
+    with pytest.raises(AttributeError):
+        backend.name = "other"
+
+
 def _inputs(dtype=torch.float32, shape=(2, 5, 3)):
     return torch.rand(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
 
