@@ -94,6 +94,8 @@ def _sweep_flags(parser, after_command=False):
     add("--channels", default=default(None), type=_positive_int, help="channels D (H for DSS)")
     add("--reports", default=default(str(ROOT / "reports")), help="records and reports folder")
     add("--fresh", action="store_true", default=default(False), help="start a new run, not resume an unfinished one")
+    add("--backend-module", default=default(None), type=_list_of(str), metavar="MODULES",
+        help="comma-separated modules (pkg.module or path/to/file.py) whose backends join the sweep (impls/plugins.py)")
     add("--shard", default=default(WHOLE), type=_shard, metavar="I/N",
         help="run the I-th of N shares of the sweep's units (every N-th unit): N machines, one share each, add up "
              "to exactly the whole sweep; `report` merges them")
@@ -126,7 +128,9 @@ def build_parser():
     _sweep_flags(parser)
     _perf_flags(parser)
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("list", help="backends and why any is unavailable")
+    listing = commands.add_parser("list", help="backends, where each comes from, and why any is unavailable")
+    listing.add_argument("--backend-module", default=argparse.SUPPRESS, type=_list_of(str), metavar="MODULES",
+                         help="also the backends of these modules (pkg.module or path/to/file.py)")
     for name in ("accuracy", "perf"):
         sub = commands.add_parser(name, help=f"run the {name} sweep")
         _sweep_flags(sub, after_command=True)
@@ -214,7 +218,7 @@ def cmd_list():
             status = "available" if b.available else f"UNAVAILABLE: {b.unavailable_reason}"
             dtypes = ",".join(str(d).removeprefix("torch.") for d in b.dtypes)
             print(f"  {name:{width}s} {status}\n    dtypes: {dtypes}; devices: {','.join(b.devices)}; "
-                  f"differentiable: {b.differentiable}\n    {b.description}")
+                  f"differentiable: {b.differentiable}; from: {b.origin}\n    {b.description}")
     return 0
 
 
@@ -279,7 +283,8 @@ def cmd_perf(args, device, plan):
 def _job_argv(args):
     """run_bench.py's arguments for one shard of the sweep `args` describes, every flag spelled out."""
     argv = [args.sweep, "--preset", args.preset, "--device", args.device, "--reports", str(Path(args.reports).resolve())]
-    listed = {"--backends": args.backends, "--lengths": args.lengths, "--dtypes": args.dtypes}
+    modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
+    listed = {"--backends": args.backends, "--lengths": args.lengths, "--dtypes": args.dtypes, "--backend-module": modules}
     counts = {"--batch": args.batch, "--channels": args.channels}
     if args.sweep == "perf":
         listed.update({"--family": args.family, "--modes": args.modes})
@@ -394,9 +399,20 @@ def set_threads(count):
     torch.set_num_threads(count)
 
 
+def load_backend_modules(specs):
+    from impls.plugins import load_module
+
+    for spec in specs or ():
+        try:
+            load_module(spec)
+        except Exception as error:  # the user named it: their mistake to see, in one line
+            raise UserError(f"--backend-module {spec}: cannot load it ({type(error).__name__}: {error})") from None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     set_threads(getattr(args, "threads", None))
+    load_backend_modules(getattr(args, "backend_module", None))
     if args.command == "list":
         return cmd_list()
     if args.command == "report":

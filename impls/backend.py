@@ -38,12 +38,20 @@ class Backend:
     # dtype and device check cannot express (power-of-two lengths only, positive gates only)
     limits: Optional[Callable] = None
     device_note: str = ""  # how to run it on a device it does not list, where there is a way
+    origin: str = "scanlab"  # or the package (entry point) or module that declared it (impls/plugins.py)
+    # ((dtype, Tolerance), ...): a plugin's own declaration; scanlab's backends are in tolerances.TABLE
+    declared_tolerances: tuple = ()
 
     @property
     def available(self):
         return self.unavailable_reason is None
 
     def tolerance(self, dtype):
+        if self.declared_tolerances:
+            declared = dict(self.declared_tolerances)
+            if dtype not in declared:
+                raise KeyError(f"no tolerance declared for {self.kind} backend {self.name!r} in {dtype}")
+            return declared[dtype]
         return tolerances.lookup(self.kind, self.name, dtype)
 
     def unsupported(self, device, dtype=None):
@@ -94,17 +102,23 @@ class ConvBackend(Backend):
 
 
 class Registry:
-    """Backends of one kind, probed once: `available()` hides the ones that cannot run here."""
+    """Backends of one kind, probed once: `available()` hides the ones that cannot run here. After
+    scanlab's own come those of installed plugins and of modules loaded by name (impls/plugins.py)."""
 
     def __init__(self, kind, loaders):
         self.kind = kind
         self._loaders = loaders
         self._backends = None
+        self._plugins = (None, {})  # (the plugin modules they were found with, name -> backend)
 
     def all(self):
+        from . import plugins
+
         if self._backends is None:
             self._backends = {name: load() for name, load in self._loaders.items()}
-        return dict(self._backends)
+        if self._plugins[0] != plugins.loaded_modules():
+            self._plugins = (plugins.loaded_modules(), plugins.plugin_backends(self.kind, taken=self._backends))
+        return {**self._backends, **self._plugins[1]}
 
     def available(self):
         return {name: b for name, b in self.all().items() if b.available}
