@@ -95,13 +95,14 @@ def _import(spec):
 
 
 def load_module(spec):
-    """Import 'pkg.module' or 'path/to/file.py' now (its errors are the caller's to report) and add
-    its backends to the registries, in this process and the ones it starts."""
+    """Import 'pkg.module' or 'path/to/file.py' now (its errors are the caller's to report), add its
+    backends to the registries, in this process and the ones it starts, and return the module."""
     if spec.endswith(".py"):
         spec = str(Path(spec).resolve())
-    _import(spec)
+    module = _import(spec)
     if spec not in loaded_modules():
         os.environ[MODULES_ENV] = os.pathsep.join(loaded_modules() + (spec,))
+    return module
 
 
 def _unavailable(kind, name, origin, why):

@@ -2,7 +2,8 @@
 import pytest
 
 from impls import scan_backends
-from strategies import INTERPRETED_BACKENDS, JIT_BACKENDS, SCAN_DTYPES
+from harness.agreement import is_jit  # noqa: F401  (the scan test files take it from here)
+from harness.strategies import SCAN_DTYPES
 
 BACKENDS = {name: b for name, b in scan_backends().items() if "cpu" in b.devices}  # the tests' tensors are CPU tensors
 DIFFERENTIABLE = [name for name, b in BACKENDS.items() if b.differentiable]
@@ -13,7 +14,3 @@ def backend_dtype_params(names=None):
     return [pytest.param(BACKENDS[n], dtype, id=f"{n}-{str(dtype).removeprefix('torch.')}")
             for n in names for dtype in SCAN_DTYPES if dtype in BACKENDS[n].dtypes]
 
-
-def is_jit(backend):
-    """True for JIT backends, "interpreted" for Triton kernels under the interpreter (strategies)."""
-    return "interpreted" if backend.name in INTERPRETED_BACKENDS else backend.name in JIT_BACKENDS

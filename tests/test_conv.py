@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from harness.inputs import conv_inputs
 from harness.verify import check_conv
 from impls import conv_backends, get_conv_backend
-from strategies import REAL_DTYPES, kernel_decays, seeds
+from harness.strategies import REAL_DTYPES, kernel_decays, seeds
 
 BACKENDS = conv_backends()
 PARAMS = [pytest.param(b, d, id=f"{n}-{str(d).removeprefix('torch.')}") for n, b in BACKENDS.items() for d in REAL_DTYPES]

@@ -10,7 +10,7 @@ from harness.inputs import dss_parameters
 from harness.verify import dss_reference, judge_normwise, judge_output
 from impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_backends
 from impls.dss import dss_oracle, path_tolerance
-from strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
+from harness.strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
 
 SCAN_NAMES = [n for n, b in scan_backends().items() if "cpu" in b.devices and torch.complex64 in b.dtypes]  # DSS states are complex
 CONV_NAMES = list(conv_backends())

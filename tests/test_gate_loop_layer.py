@@ -9,7 +9,7 @@ from einops import rearrange
 from harness.verify import judge_output
 from impls import SimpleGateLoopLayer, gate_loop_operator, oracle
 from scan_params import BACKENDS
-from strategies import sequence_lengths
+from harness.strategies import sequence_lengths
 
 FLOAT32 = {name: b.tolerance(torch.float32) for name, b in BACKENDS.items()}
 

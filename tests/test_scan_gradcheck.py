@@ -4,7 +4,7 @@ import torch
 
 from harness.inputs import scan_inputs
 from scan_params import BACKENDS, DIFFERENTIABLE
-from strategies import INTERPRETED_BACKENDS
+from harness.strategies import INTERPRETED_BACKENDS
 
 
 @pytest.mark.parametrize("name", DIFFERENTIABLE)

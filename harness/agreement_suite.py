@@ -1,0 +1,55 @@
+"""scanlab's agreement suite for one scan backend: the fixture `scanlab_backend` (given by
+`pytest --scanlab-backend SPEC`, or defined by the test file that imports this one) in every dtype
+it declares. The properties are harness/agreement.py's, the ones scanlab's own backends pass."""
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import agreement
+from harness.strategies import SCAN_DTYPES
+
+
+@pytest.fixture(params=SCAN_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def scanlab_dtype(request):
+    return request.param
+
+
+def _takes(backend, dtype):
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} does not take {str(dtype).removeprefix('torch.')}")
+
+
+def _property(check):
+    # a backend fixture of the user's may be function-scoped: each example still gets the same backend
+    @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                     HealthCheck.data_too_large])
+    @given(data=st.data())
+    def test(scanlab_backend, scanlab_dtype, data):
+        _takes(scanlab_backend, scanlab_dtype)
+        if check in agreement.NEEDS_GRADIENTS and not scanlab_backend.differentiable:
+            pytest.skip(f"{scanlab_backend.name} declares no gradient")
+        check(scanlab_backend, scanlab_dtype, data)
+
+    test.__doc__ = check.__doc__
+    return test
+
+
+test_scanlab_outputs_agree_with_oracle = _property(agreement.outputs_agree_with_oracle)
+test_scanlab_gradients_agree_with_oracle = _property(agreement.gradients_agree_with_oracle)
+test_scanlab_continuation_at_every_split = _property(agreement.continuation_at_every_split)
+test_scanlab_unit_gates_give_cumulative_sum = _property(agreement.unit_gates_give_cumulative_sum)
+test_scanlab_zero_gates_give_inputs = _property(agreement.zero_gates_give_inputs)
+test_scanlab_linear_in_kv = _property(agreement.linear_in_kv)
+
+
+@pytest.mark.parametrize("bad,argument", [
+    (lambda a, kv: (a[:, :-1], kv, None), "kv"),  # lengths differ: never broadcast
+    (lambda a, kv: (a, kv, torch.zeros(a.shape[0] + 1, a.shape[2], dtype=a.dtype)), "h0"),
+    (lambda a, kv: (a[0], kv[0], None), "a"),  # rank 2: (B, L, D) expected
+])
+def test_scanlab_bad_inputs_are_refused_by_name(scanlab_backend, scanlab_dtype, bad, argument):
+    _takes(scanlab_backend, scanlab_dtype)
+    a, kv = torch.rand(2, 5, 3).to(scanlab_dtype), torch.randn(2, 5, 3).to(scanlab_dtype)
+    with pytest.raises(ValueError, match=argument):
+        scanlab_backend(*bad(a, kv))
