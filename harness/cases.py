@@ -66,6 +66,8 @@ def scan_case(key):
     dtype, device = DTYPES[key.dtype], key.device
     backend = get_scan_backend(key.backend)
     a, kv, _ = scan_inputs(key.B, key.L, key.D, dtype, seed=key.L, with_h0=False, device=device)
+    if key.mode == BACKWARD and not backend.differentiable:
+        return Case(key, None, 0, 0, None, "it declares no gradient (forward only)")
     run = _forward_or_both(lambda: backend(a, kv)[0], [a, kv], key.mode)
     elements = a.numel()
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv

@@ -42,6 +42,9 @@ class Backend:
     # ((dtype, Tolerance), ...): a plugin's own declaration; scanlab's backends are in tolerances.TABLE
     declared_tolerances: tuple = ()
 
+    def __repr__(self):  # what a failing test prints as its falsifying example
+        return f"<{self.kind} backend {self.name!r} from {self.origin}>"
+
     @property
     def available(self):
         return self.unavailable_reason is None
