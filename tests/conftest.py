@@ -3,13 +3,10 @@ import os
 import triton_interpreter  # noqa: F401  (first: sets TRITON_INTERPRET before any kernel is defined)
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-# dev: quick local iterations; ci: the README's test command, derandomized so CI is repeatable
-settings.register_profile("dev", max_examples=8, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+import harness.pytest_plugin  # noqa: F401  (registers the profiles: dev, quick local runs; ci, derandomized)
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
