@@ -51,7 +51,9 @@ def cpu_peaks(keys, timeout_s=600):
     """Peak bytes per CaseKey, measured in one fresh worker process; None where a case failed."""
     if not keys:
         return []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(CPU_RESOLUTION_BYTES), "PYTHONPATH": str(ROOT),
+    # the worker imports what this process can: scanlab, plugins on the caller's path, modules beside it
+    path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(CPU_RESOLUTION_BYTES), "PYTHONPATH": path,
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the worker measures at the sweep's thread count
     request = "".join(json.dumps(key.as_row()) + "\n" for key in keys)
     done = subprocess.run([sys.executable, "-m", "harness.memory_worker"], input=request, capture_output=True,

@@ -44,13 +44,15 @@ def test_a_plugin_is_swept_and_held_to_its_own_tolerance(installed, tmp_path):
     sweep = ["--backends", "numpy_loop", "--lengths", "7,33", "--dtypes", "float32,float64", "--batch", "1",
              "--channels", "2", "--reports", str(tmp_path), "--no-progress"]
     assert _run(["run_bench.py", "accuracy", *sweep], installed).returncode == 0
-    assert _run(["run_bench.py", "perf", "--family", "scan", "--rounds", "2", "--no-memory", *sweep[:2],
+    assert _run(["run_bench.py", "perf", "--family", "scan", "--rounds", "2", *sweep[:2],
                  "--lengths", "64", "--dtypes", "float32", *sweep[8:]], installed).returncode == 0
     rows = [json.loads(line) for path in tmp_path.glob("*/runs/*.jsonl") for line in path.read_text().splitlines()]
     passed = [r["value"] for r in rows if r["backend"] == "numpy_loop" and r["metric"] == "passed"]
     timed = {r["mode"]: r for r in rows if r["backend"] == "numpy_loop" and r["metric"] == "time_s"}
     assert passed and all(v == 1.0 for v in passed)
     assert timed["forward"]["value"] > 0
+    [peak] = [r for r in rows if r["backend"] == "numpy_loop" and r["metric"] == "peak_bytes"]
+    assert peak["value"] is not None  # the memory worker found the plugin as the sweep did
     assert timed["forward+backward"]["value"] is None and "declares no gradient" in timed["forward+backward"]["note"]
 
 
