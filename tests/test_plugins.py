@@ -142,3 +142,22 @@ def test_a_declared_backend_is_held_to_its_own_tolerance():
     a, kv = torch.rand(2, 5, 3), torch.randn(2, 5, 3)
     with pytest.raises(ValueError, match="kv"):  # scanlab validates its inputs as it does its own backends'
         mine(a, kv[:, :4])
+
+
+def test_a_conv_backend_from_a_module_is_checked_like_scanlabs_own(tmp_path, monkeypatch):
+    from harness.verify import check_conv
+    from impls import all_conv_backends, conv_oracle
+
+    monkeypatch.delenv(plugins.MODULES_ENV, raising=False)
+    module = tmp_path / "my_convs.py"
+    module.write_text(
+        "import torch\nfrom impls.plugins import conv_backend\nfrom impls.tolerances import Tolerance\n"
+        "def direct(u, K):\n    L = u.shape[1]\n"
+        "    return torch.stack([(K[:t + 1].flip(0) * u[:, :t + 1]).sum(1) for t in range(L)], 1)\n"
+        "mine = conv_backend('my_direct', direct, dtypes=(torch.float64,), tolerances={torch.float64: "
+        "Tolerance(2e-14, 1e-300, 2e-14)})\n")
+    plugins.load_module(str(module))
+    mine = all_conv_backends()["my_direct"]
+    u, K = torch.randn(2, 9, 3, dtype=torch.float64), torch.randn(9, 3, dtype=torch.float64)
+    torch.testing.assert_close(mine(u, K), conv_oracle(u, K))
+    assert all(v.passed for v in check_conv(mine, u, K))
