@@ -315,6 +315,9 @@ def cmd_submit(args):
         pool = executor(args.logs, cluster_of(args.executor))
     except ValueError as error:
         raise UserError(f"submit: --executor {args.executor}: {error}") from None
+    if args.partitions and pool.cluster != "slurm":
+        raise UserError(f"submit: --partitions names SLURM partitions; the {pool.cluster} executor has one kind of "
+                        "machine, this one")
     jobs = submit_shards(pool, _job_argv(args), args.sweep, args.shards, partitions=args.partitions or (None,),
                          gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, mem_gb=args.mem_gb,
                          cwd=ROOT, wait=args.wait)

@@ -141,3 +141,20 @@ def test_a_failed_job_is_listed_with_its_log(tmp_path):
            "positive" in text
     assert str(tmp_path / "logs") in text
     assert "submit the same command again" in text
+
+
+def test_local_timing_shards_never_overlap(tmp_path, capsys):
+    flags = ["--family", "conv", "--lengths", "16,32", "--batch", "1", "--channels", "2", "--rounds", "2",
+             "--no-memory", "--no-progress", "--reports", str(tmp_path), "--executor", "local", "--logs",
+             str(tmp_path / "logs")]
+    assert _exit_code(["submit", "perf", *flags]) == 0
+    metas = sorted((json.loads(p.read_text()) for p in _machine(tmp_path).glob("runs/*.meta.json")),
+                   key=lambda m: m["config"]["shard"])
+    assert [m["config"]["shard"] for m in metas] == ["1/2", "2/2"]
+    assert metas[1]["started"] >= metas[0]["finished"]  # the second timed nothing while the first ran
+
+
+def test_partitions_need_slurm(tmp_path, capsys):
+    assert _exit_code(["submit", "accuracy", "--partitions", "a100,h100", "--executor", "local", "--reports",
+                       str(tmp_path), "--logs", str(tmp_path / "logs")]) == 2
+    assert "--partitions names SLURM partitions" in capsys.readouterr().err
