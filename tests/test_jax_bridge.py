@@ -80,3 +80,13 @@ def test_forward_and_backward_run_the_forward_once():
     with torch.no_grad():
         op(x)
     assert len(runs) == 2
+
+
+def test_cpu_tensors_take_jaxlibs_own_import(monkeypatch):
+    """jax.dlpack.from_dlpack costs ~0.11 ms an array on the CPU; the bridge goes around it where this
+    jaxlib allows (jaxlib_extension_version >= 467), and this one does."""
+    def slow_path(*args, **kwargs):
+        raise AssertionError("jax.dlpack.from_dlpack was called for a CPU tensor")
+    monkeypatch.setattr(jax.dlpack, "from_dlpack", slow_path)
+    tensor = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    assert to_jax(tensor).unsafe_buffer_pointer() == tensor.data_ptr()
