@@ -69,3 +69,14 @@ def test_direct_in_float64_passes_at_a_long_length():
     u, K = conv_inputs(1, 2099, 2, torch.float64, "slow")
     verdicts = check_conv(get_conv_backend("direct"), u, K, gradients=False)
     assert all(v.passed for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("value", [1.0, float("nan")])  # the einsum path, and the causal sum around a NaN
+def test_direct_conv_in_blocks_of_channels_equals_one_block(monkeypatch, value):
+    from impls.conv import direct
+
+    u, K = torch.randn(2, 8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)
+    u[0, 6, 1] = u[0, 6, 1] * value
+    whole = direct.direct_conv(u, K)
+    monkeypatch.setattr(direct, "TOEPLITZ_ELEMENTS", 2 * 8 * 8)  # two channels a block: blocks of 2, 2, 1
+    torch.testing.assert_close(direct.direct_conv(u, K), whole, equal_nan=True)
