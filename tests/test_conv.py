@@ -80,3 +80,12 @@ def test_direct_conv_in_blocks_of_channels_equals_one_block(monkeypatch, value):
     whole = direct.direct_conv(u, K)
     monkeypatch.setattr(direct, "TOEPLITZ_ELEMENTS", 2 * 8 * 8)  # two channels a block: blocks of 2, 2, 1
     torch.testing.assert_close(direct.direct_conv(u, K), whole, equal_nan=True)
+
+
+def test_next_fast_len_is_the_smallest_seven_smooth_length():
+    from impls.conv.fft_fast import next_fast_len
+
+    smooth = sorted(2 ** a * 3 ** b * 5 ** c * 7 ** d for a in range(14) for b in range(9) for c in range(6)
+                    for d in range(5) if 2 ** a * 3 ** b * 5 ** c * 7 ** d <= 9000)
+    for n in range(1, 8193):
+        assert next_fast_len(n) == next(m for m in smooth if m >= n), n
