@@ -110,3 +110,13 @@ class TestDomain:
         with pytest.raises(AttributeError):
             TABLE[("scan", "assoc", torch.float32)].rtol = 1.0
 
+
+
+@pytest.mark.parametrize("mode,backend", [("recurrent", ("scan", "assoc")), ("conv", ("conv", "fft"))])
+def test_a_dss_path_without_a_named_backend_is_held_to_its_default_backends(mode, backend):
+    from impls.dss.forward import path_tolerance
+
+    kind, name = backend
+    expected = dss_path_tolerance(TABLE[(kind, name, torch.complex64 if kind == "scan" else torch.float32)],
+                                  torch.float32)
+    assert path_tolerance(torch.float32, mode) == expected
