@@ -86,7 +86,7 @@ def _loop(a, kv, h0):
 
 
 def test_a_module_named_on_the_command_line_joins_the_registry(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(plugins.MODULES_ENV, raising=False)
+    monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
     module = tmp_path / "my_kernels.py"
     module.write_text("import torch\nfrom impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n"
                       "mine = scan_backend('mine', lambda a, kv, h0: (kv, kv[:, -1]), "
@@ -95,11 +95,11 @@ def test_a_module_named_on_the_command_line_joins_the_registry(tmp_path, monkeyp
     assert run_bench.main(["list", "--backend-module", str(module)]) == 0
     assert f"from: module {module}" in capsys.readouterr().out
     assert all_scan_backends()["mine"].origin == f"module {module}"
-    assert os.environ[plugins.MODULES_ENV] == str(module)  # the memory worker will load it too
+    assert plugins.loaded_modules() == (str(module),)  # the memory worker will load it too
 
 
 def test_a_module_that_cannot_load_exits_2_naming_it(tmp_path, monkeypatch):
-    monkeypatch.delenv(plugins.MODULES_ENV, raising=False)
+    monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
     with pytest.raises(run_bench.UserError, match="--backend-module no_such_module: cannot load it"):
         run_bench.main(["list", "--backend-module", "no_such_module"])
 
@@ -148,7 +148,7 @@ def test_a_conv_backend_from_a_module_is_checked_like_scanlabs_own(tmp_path, mon
     from harness.verify import check_conv
     from impls import all_conv_backends, conv_oracle
 
-    monkeypatch.delenv(plugins.MODULES_ENV, raising=False)
+    monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
     module = tmp_path / "my_convs.py"
     module.write_text(
         "import torch\nfrom impls.plugins import conv_backend\nfrom impls.tolerances import Tolerance\n"
