@@ -77,3 +77,17 @@ def test_operator_cache_continues_the_sequence():
     second, cache = gate_loop_operator(q[:, 2:], kv[:, 2:], a[:, 2:], cache=cache)
     assert torch.allclose(torch.cat([first, second], 1), whole, atol=1e-6)
     assert torch.allclose(cache, last, atol=1e-6)
+
+
+def test_rmsnorm_divides_by_the_root_mean_square():
+    from impls.layers.gate_loop import RMSNorm
+
+    x = torch.tensor([[3.0, 4.0]])  # rms = sqrt((9 + 16) / 2)
+    torch.testing.assert_close(RMSNorm(2)(x), x / (12.5 ** 0.5))
+
+
+def test_the_default_layer_normalises_before_and_not_after():
+    from impls.layers.gate_loop import RMSNorm
+
+    layer = SimpleGateLoopLayer(4)
+    assert isinstance(layer.norm, RMSNorm) and isinstance(layer.maybe_post_ln, torch.nn.Identity)
