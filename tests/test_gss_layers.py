@@ -105,3 +105,41 @@ class TestErrors:
     def test_a_scan_backend_without_complex_is_refused_by_name(self):
         with pytest.raises(ValueError, match="scan_backend 'triton' cannot run DSS in recurrent mode"):
             _lm(mode="recurrent", scan_backend="triton")(_tokens()[0])
+
+
+def test_the_default_shapes_are_the_gss_papers():
+    """dim_expansion_factor 4, a DSS of H = 256 channels and N = 512 modes, exp'd imaginary parts, no biases
+    but the output projection's (lucidrains' gated-state-spaces, the semantics reproduced here)."""
+    block = GSS(dim=8)
+    assert block.to_u[0].weight.shape == (32, 8) and block.to_u[0].bias is None
+    assert block.to_v[0].weight.shape == (256, 8) and block.to_v[0].bias is None
+    assert block.to_gate.weight.shape == (32, 256) and block.to_gate.bias is None
+    assert block.dss.Lambda_real.shape == (512,) and block.dss.dss_kernel_lambda_imag_exp
+    model = GatedStateSpacesLM(num_tokens=11, dim=8, depth=1)
+    assert model.to_logits.bias is None and model.layers[0].dss.C_real.shape == (256, 512)
+    assert model.layers[0].to_u[0].weight.shape == (32, 8) and model.layers[0].dss.dss_kernel_lambda_imag_exp
+
+
+def test_dss_adds_the_input_weighted_by_d():
+    layer = DSS(dim=3, kernel_N=4)
+    u = torch.randn(2, 5, 3)
+    with_d = layer(u)
+    normed = layer.norm(u)
+    with torch.no_grad():
+        d = layer.param_D.clone()
+        layer.param_D.zero_()
+    torch.testing.assert_close(with_d - layer(u), normed * d)
+
+
+def test_a_gss_block_adds_its_input_back():
+    block = GSS(dim=4, dss_kernel_N=8, dss_kernel_H=6)
+    with torch.no_grad():
+        block.to_out.weight.zero_()
+        block.to_out.bias.zero_()
+    x = torch.randn(2, 5, 4)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_the_conv_mode_refuses_to_return_a_cache_it_does_not_keep():
+    with pytest.raises(ValueError, match="cache needs mode='recurrent'"):
+        DSS(dim=3, kernel_N=4)(torch.randn(1, 5, 3), return_cache=True)
