@@ -228,3 +228,10 @@ def test_the_summary_counts_every_verdict_sorts_broken_first_and_shows_each_case
     assert "| 1 [1, 1] " in text  # a figure with its interval
     only = text.split("### Only in BASE")[1]
     assert only.split("\n\n")[1].startswith("| family ") and "| old " in only
+
+
+def test_the_summary_lists_regressions_before_improvements():
+    base = _rows({"faster": [2.0 + 0.01 * i for i in range(8)], "slower": [1.0 + 0.01 * i for i in range(8)]})
+    new = _rows({"faster": [1.0 + 0.01 * i for i in range(8)], "slower": [2.0 + 0.01 * i for i in range(8)]})
+    text = summary_markdown(compare(base, new, factor=1.1))
+    assert text.index("| regression") < text.index("| improvement")  # VERDICTS order, not alphabetical
