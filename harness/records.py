@@ -13,6 +13,7 @@ JSON lines rather than CSV or Parquet: rows keep their types (floats, None, bool
 schema file, diff line by line in git, and need no pyarrow.
 """
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -164,7 +165,12 @@ def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
                 if run.rows_path.exists():
                     run.rows = read_complete_units(run.rows_path)
                 return run
-    run_id = f"{suite}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{digest}"
+    stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+    run_id = f"{suite}-{stamp}-{digest}"
+    for again in itertools.count(1):  # a run of this config finished within the same second
+        if not (directory / f"{run_id}.meta.json").exists():
+            break
+        run_id = f"{suite}-{stamp}.{again}-{digest}"
     meta = {"run_id": run_id, "suite": suite, "config": config, "machine": machine,
             "status": "running", "started": utc_now()}
     atomic_write_text(directory / f"{run_id}.meta.json", json.dumps(meta, indent=1, default=str))

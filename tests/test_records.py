@@ -1,5 +1,8 @@
 """Records: schema, atomic writes, resume after an interrupted sweep."""
 import json
+import re
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +113,54 @@ def test_a_resumed_run_stamps_new_rows_with_the_commit_it_ran(tmp_path, monkeypa
     resumed.add_unit([{"unit_id": "u2", "metric": "m", "value": 1.0}])
     stamped = {r["unit_id"]: (r["commit"], r["dirty"]) for r in map(json.loads, resumed.rows_path.read_text().splitlines())}
     assert stamped == {"u1": ("aaaa", False), "u2": ("bbbb", True)}
+
+
+def test_a_finished_run_is_not_resumed_by_default(tmp_path):
+    first = open_run(tmp_path, "accuracy", {"x": 1})
+    first.finish()
+    assert open_run(tmp_path, "accuracy", {"x": 1}).run_id != first.run_id
+    assert open_run(tmp_path, "accuracy", {"x": 1}, keep_complete=True).run_id == first.run_id
+
+
+def test_of_two_unfinished_runs_of_a_config_the_newest_is_resumed(tmp_path):
+    newest = open_run(tmp_path, "accuracy", {"x": 1})
+    older_id = newest.run_id.replace("-2", "-1", 1)  # the same config, started a millennium earlier
+    meta = {**newest.meta, "run_id": older_id}
+    newest.meta_path.with_name(f"{older_id}.meta.json").write_text(json.dumps(meta))
+    assert open_run(tmp_path, "accuracy", {"x": 1}).run_id == newest.run_id
+
+
+def test_run_files_are_found_again_by_the_digest_of_their_config():
+    """The digest in a run's name is how open_run finds it again (resume, --skip-complete): the
+    committed baseline's runs must keep their names under any change of how the digest is made."""
+    metas = sorted(Path(__file__).parent.parent.glob("baseline/*/runs/*.meta.json"))
+    assert metas
+    for path in metas:
+        meta = json.loads(path.read_text())
+        assert path.name == f"{meta['run_id']}.meta.json"
+        assert meta["run_id"].endswith("-" + records.config_hash({"suite": meta["suite"], **meta["config"]}))
+
+
+def test_a_row_without_a_timestamp_is_stamped_and_one_with_it_keeps_it(tmp_path):
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    run.add_unit([{"unit_id": "u1", "metric": "m", "value": 1.0},
+                  {"unit_id": "u1", "metric": "n", "value": 1.0, "timestamp": "2020-01-01T00:00:00Z"}])
+    stamps = [json.loads(line)["timestamp"] for line in run.rows_path.read_text().splitlines()]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamps[0]) and stamps[0] > "2026"
+    assert stamps[1] == "2020-01-01T00:00:00Z"
+
+
+def test_rows_files_are_not_executable(tmp_path):
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    run.add_unit([{"unit_id": "u1", "metric": "m", "value": 1.0}])
+    assert stat.S_IMODE(run.rows_path.stat().st_mode) & 0o111 == 0
+
+
+def test_rows_are_read_back_as_written(tmp_path):
+    """No type guessing: a commit that looks like a number stays a string, a timestamp stays text."""
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    run.code = {"commit": "0123", "dirty": False}
+    run.add_unit([{"unit_id": "u1", "metric": "m", "value": 1.0}, {"unit_id": "u1", "metric": "n", "value": 2.0}])
+    rows = load_rows(run.rows_path)
+    assert list(rows["commit"]) == ["0123", "0123"]
+    assert all(isinstance(t, str) for t in rows["timestamp"])
