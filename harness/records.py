@@ -187,10 +187,15 @@ def load_rows(path):
 
 
 def _read_rows(path):
-    # values as written: pandas < 3 would turn the "timestamp" column into datetimes by its name
-    if Path(path).stat().st_size == 0:
-        return pd.DataFrame(columns=list(SCHEMA))
-    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    """Values as written. Not pandas.read_json: it guesses types (a commit "0123" became 123, and
+    pandas < 3 turned "timestamp" into datetimes by its name) and the flag against it is deprecated."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}: line {number} is not JSON") from None
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCHEMA))
 
 
 @dataclass
