@@ -42,7 +42,7 @@ TARGETS = {
     "impls/backend.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py", "tests/test_conv.py"],
     "impls/validation.py": ["tests/test_scan_interface.py", "tests/test_conv.py", "tests/test_degenerate_inputs.py"],
     "impls/tolerances.py": ["tests/test_scan_interface.py", "tests/test_tolerances.py", "tests/test_verify.py"],
-    "impls/double_double.py": ["tests/test_oracle.py"],
+    "impls/double_double.py": ["tests/test_oracle.py", "tests/test_double_double.py"],
     "impls/jax_bridge.py": ["tests/test_jax_bridge.py", "-k jax", "tests/test_scan_agreement.py"],
     # the backends built on it (scan_from_core): assoc's tree, chunked's adjoint backward and float16 in float32
     "impls/scan/interface.py": _scan("assoc and not jax or chunked and not heinsen"),

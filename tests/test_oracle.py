@@ -4,8 +4,9 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from impls import conv_oracle, oracle
@@ -69,6 +70,7 @@ def _inputs(draw_complex, length, seed, with_h0):
 
 @settings(max_examples=25, deadline=None)
 @given(complex_=st.booleans(), length=st.integers(1, 40), seed=st.integers(0, 2 ** 20), with_h0=st.booleans())
+@example(complex_=False, length=1, seed=0, with_h0=True)
 def test_the_scan_oracle_is_exact_to_double_double_rounding(complex_, length, seed, with_h0):
     a, kv, h0 = _inputs(complex_, length, seed, with_h0)
     (h_re, h_im), (lo_re, lo_im) = scan_double_double(a, kv, h0)
@@ -92,6 +94,7 @@ def test_the_scan_oracle_gradients_are_the_correctly_rounded_exact_ones(complex_
     grads = torch.autograd.grad((h, h_last), leaves, (g, g[:, -1] * 2))
     A, G, H = _exact(a), _exact(g), _exact_scan(a, kv, h0)
     H0 = [m[0] for m in _exact(h0[:, None])] if with_h0 else None
+    grad_h0 = grads[2] if with_h0 else None
     for d in range(a.shape[2]):
         upstream = [G[0][t][d] for t in range(length)]
         upstream[-1] = _add(upstream[-1], _mul(G[0][-1][d], 2))
@@ -106,6 +109,10 @@ def test_the_scan_oracle_gradients_are_the_correctly_rounded_exact_ones(complex_
                 got = complex(got)
                 for part, exact in ((got.real, want[0]), (got.imag, want[1])):
                     assert abs(Fraction(part) - exact) <= math.ulp(float(exact)) + Fraction(2) ** -1000, (s, d)
+            if s == 0 and with_h0:  # dh0 = dkv_0 conj(a_0)
+                want, got = _mul(total, _conj(A[0][0][d])), complex(grad_h0[0, d])
+                for part, exact in ((got.real, want[0]), (got.imag, want[1])):
+                    assert abs(Fraction(part) - exact) <= math.ulp(float(exact)) + Fraction(2) ** -1000, d
 
 
 @settings(max_examples=25, deadline=None)
@@ -144,3 +151,12 @@ def test_the_float64_loop_now_has_a_measurable_error():
     a, kv, _ = _inputs(False, 2000, 3, False)
     h, _ = get_scan_backend("sequential")(a, kv)
     assert 0 < float((h - oracle(a, kv)[0]).abs().max())
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_the_scan_oracle_of_an_empty_sequence_ends_in_its_initial_state(with_h0):
+    a = torch.empty(2, 0, 3, dtype=torch.complex128)
+    h0 = torch.full((2, 3), 1 - 2j, dtype=torch.complex128) if with_h0 else None
+    h, h_last = oracle(a, a, h0)
+    assert h.shape == (2, 0, 3) and h_last.dtype == torch.complex128
+    assert torch.equal(h_last, h0 if with_h0 else torch.zeros(2, 3, dtype=torch.complex128))
