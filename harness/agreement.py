@@ -6,6 +6,7 @@ Each draws its inputs, checks one property against the double-double oracle with
 the backend declared, on its declared domain, and fails with a message that says which quantity,
 how far off, and on what inputs.
 """
+import pytest
 import torch
 from hypothesis import note
 from hypothesis import strategies as st
@@ -148,3 +149,11 @@ def linear_in_kv(backend, dtype, data):
 PROPERTIES = (outputs_agree_with_oracle, gradients_agree_with_oracle, continuation_at_every_split,
               unit_gates_give_cumulative_sum, zero_gates_give_inputs, linear_in_kv)
 NEEDS_GRADIENTS = (gradients_agree_with_oracle,)
+
+
+def check_property(check, backend, dtype, data):
+    """One property on one backend and dtype, as a test: skipped where it needs a gradient the
+    backend does not declare."""
+    if check in NEEDS_GRADIENTS and not backend.differentiable:
+        pytest.skip(f"{backend.name} declares no gradient")
+    check(backend, dtype, data)

@@ -39,7 +39,12 @@ TARGETS = {
     "harness/compare.py": ["tests/test_compare.py"],
     "harness/records.py": ["tests/test_records.py", "tests/test_sweeps.py"],
     "harness/case_key.py": ["tests/test_case_key.py"],
-    "impls/backend.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py", "tests/test_conv.py"],
+    "impls/backend.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py", "tests/test_conv.py",
+                         *(f"tests/test_plugins.py::test_{name}" for name in (  # the in-process ones
+                             "a_module_named_on_the_command_line_joins_the_registry",
+                             "a_broken_plugin_is_unavailable_with_its_reason_and_the_others_still_load",
+                             "a_declared_backend_is_held_to_its_own_tolerance",
+                             "a_conv_backend_from_a_module_is_checked_like_scanlabs_own"))],
     "impls/validation.py": ["tests/test_scan_interface.py", "tests/test_conv.py", "tests/test_degenerate_inputs.py"],
     "impls/tolerances.py": ["tests/test_scan_interface.py", "tests/test_tolerances.py", "tests/test_verify.py"],
     "impls/double_double.py": ["tests/test_oracle.py", "tests/test_double_double.py"],
@@ -221,7 +226,7 @@ def main():
         slots = []
         for j in range(max(args.jobs, 1)):
             scratch = Path(tmp) / f"tree{j}"
-            shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".git", "reports", "baseline", "__pycache__"))
+            shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".git", "reports", "__pycache__"))
             slots.append(Slot(scratch))
         for target in targets:
             pytest_args = _pytest_args(TARGETS[target], args.profile)

@@ -121,3 +121,13 @@ def test_non_contiguous_inputs(backend, dtype):
     tol = backend.tolerance(dtype)
     assert torch.allclose(h, h_copy, rtol=tol.rtol, atol=0)
     assert torch.allclose(h.to(ref.dtype), ref, rtol=tol.rtol * 10, atol=tol.rtol)
+
+
+def test_a_backend_with_its_own_tolerances_uses_them_and_names_a_dtype_it_did_not_declare():
+    from impls.tolerances import Tolerance
+
+    mine = Tolerance(rtol=1e-3, atol=1e-30, grad_rtol=1e-2)
+    backend = ScanBackend("mine", "scan", lambda a, kv, h0: None, declared_tolerances=((torch.float32, mine),))
+    assert backend.tolerance(torch.float32) is mine
+    with pytest.raises(KeyError, match=r"no tolerance declared for scan backend 'mine' in torch.float64"):
+        backend.tolerance(torch.float64)
