@@ -126,6 +126,16 @@ def test_load_rows_merges_the_chosen_shards_of_each_suite(tmp_path):
     _run(tmp_path, "p", suite="perf", rows=1)
     rows = load_rows(tmp_path)
     assert sorted(rows["value"]) == ["one"] * 2 + ["p"] + ["two"] * 3
+    assert list(rows.index) == list(range(6))  # one row per label: .loc picks one row
+
+
+def test_a_corrupt_line_is_named_with_its_file_and_number(tmp_path):
+    _run(tmp_path, "bad", rows=3)
+    path = tmp_path / "runs" / "bad.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "{oops", lines[2]]) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl: line 2 is not JSON"):
+        load_rows(tmp_path)
 
 
 @pytest.mark.parametrize("empty", ["no runs", "empty rows file"])
