@@ -90,3 +90,14 @@ def test_cpu_tensors_take_jaxlibs_own_import(monkeypatch):
     monkeypatch.setattr(jax.dlpack, "from_dlpack", slow_path)
     tensor = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     assert to_jax(tensor).unsafe_buffer_pointer() == tensor.data_ptr()
+
+
+def test_a_jaxlib_without_a_gpu_runs_on_the_cpu_only_and_says_how_to_get_cuda():
+    import jax
+
+    from impls.jax_bridge import jax_device_note, jax_devices
+
+    if {d.platform for d in jax.devices()} != {"cpu"}:
+        pytest.skip("this jaxlib sees an accelerator")
+    assert jax_devices() == ("cpu",)
+    assert "jax[cuda12]" in jax_device_note()
