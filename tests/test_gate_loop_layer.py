@@ -83,7 +83,11 @@ def test_rmsnorm_divides_by_the_root_mean_square():
     from impls.layers.gate_loop import RMSNorm
 
     x = torch.tensor([[3.0, 4.0]])  # rms = sqrt((9 + 16) / 2)
-    torch.testing.assert_close(RMSNorm(2)(x), x / (12.5 ** 0.5))
+    norm = RMSNorm(2)
+    torch.testing.assert_close(norm(x), x / (12.5 ** 0.5))
+    with torch.no_grad():
+        norm.gamma.copy_(torch.tensor([2.0, -0.5]))  # a learned per-channel gain multiplies
+    torch.testing.assert_close(norm(x), x / (12.5 ** 0.5) * torch.tensor([2.0, -0.5]))
 
 
 def test_the_default_layer_normalises_before_and_not_after():
@@ -91,3 +95,9 @@ def test_the_default_layer_normalises_before_and_not_after():
 
     layer = SimpleGateLoopLayer(4)
     assert isinstance(layer.norm, RMSNorm) and isinstance(layer.maybe_post_ln, torch.nn.Identity)
+
+
+def test_the_layer_has_the_seeds_parameters_and_no_others():
+    """lucidrains' SimpleGateLoopLayer: an RMSNorm gain and one bias-free dim -> 3 dim projection."""
+    shapes = {name: tuple(p.shape) for name, p in SimpleGateLoopLayer(4).named_parameters()}
+    assert shapes == {"norm.gamma": (4,), "to_qkva.weight": (12, 4)}
