@@ -89,3 +89,16 @@ def test_next_fast_len_is_the_smallest_seven_smooth_length():
                     for d in range(5) if 2 ** a * 3 ** b * 5 ** c * 7 ** d <= 9000)
     for n in range(1, 8193):
         assert next_fast_len(n) == next(m for m in smooth if m >= n), n
+
+
+def test_direct_keeps_a_tap_at_the_smallest_normal():
+    """Only subnormal taps are flushed: one exactly at float64's smallest normal still counts."""
+    from impls import conv_oracle
+
+    tiny = torch.finfo(torch.float64).tiny
+    u = torch.zeros(1, 3, 1, dtype=torch.float64)
+    u[0, 0, 0] = 1e300
+    K = torch.tensor([[tiny], [0.0], [tiny]], dtype=torch.float64)
+    y = get_conv_backend("direct")(u, K)
+    torch.testing.assert_close(y, conv_oracle(u, K), rtol=1e-12, atol=0)
+    assert y[0, 2, 0] == tiny * 1e300
