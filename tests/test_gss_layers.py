@@ -118,6 +118,8 @@ def test_the_default_shapes_are_the_gss_papers():
     model = GatedStateSpacesLM(num_tokens=11, dim=8, depth=1)
     assert model.to_logits.bias is None and model.layers[0].dss.C_real.shape == (256, 512)
     assert model.layers[0].to_u[0].weight.shape == (32, 8) and model.layers[0].dss.dss_kernel_lambda_imag_exp
+    dss = DSS(dim=4)  # the DSS layer alone has the same defaults
+    assert dss.Lambda_real.shape == (512,) and dss.dss_kernel_lambda_imag_exp
 
 
 def test_dss_adds_the_input_weighted_by_d():
