@@ -94,17 +94,22 @@ def read_complete_units(path):
     torn = bool(text) and not text.endswith("\n")
     if torn:
         lines.pop()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}: line {number} is not JSON (not a torn last line: the file is corrupt)") from None
+    rows = _parse(path, lines, " (not a torn last line: the file is corrupt)")
     if torn:
         last_unit = rows[-1]["unit_id"] if rows else None
         while rows and rows[-1]["unit_id"] == last_unit:
             rows.pop()
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _parse(path, lines, why=""):
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}: line {number} is not JSON{why}") from None
     return rows
 
 
@@ -189,12 +194,7 @@ def load_rows(path):
 def _read_rows(path):
     """Values as written. Not pandas.read_json: it guesses types (a commit "0123" became 123, and
     pandas < 3 turned "timestamp" into datetimes by its name) and the flag against it is deprecated."""
-    rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}: line {number} is not JSON") from None
+    rows = _parse(path, Path(path).read_text().splitlines())
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCHEMA))
 
 
