@@ -12,6 +12,7 @@
     python run_bench.py import-benchmark FILE.json   pytest-benchmark results into the records
 """
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -20,6 +21,12 @@ from harness.cases import DTYPES
 from harness.shard import WHOLE, Shard
 
 ROOT = Path(__file__).resolve().parent
+# ab's defaults, chosen from tests/ab_power.py's measurement on this 2-core machine (README: CI): the
+# factor a median paired ratio must pass, the rounds (least, most), and the round budget over the
+# preset's (both sides are timed in each round)
+AB_FACTOR = 1.1
+AB_ROUNDS = (10, 20)
+AB_BUDGET_SCALE = 2.0
 
 
 class UserError(SystemExit):
@@ -103,6 +110,8 @@ def _sweep_flags(parser, after_command=False):
         help="do nothing for a sweep (or shard) whose run on this machine is already complete: resubmitting a "
              "sweep redoes only the shards that did not finish (submit passes it)")
     add("--no-progress", action="store_true", default=default(False), help="no progress bar")
+    add("--allow-failures", action="store_true", default=default(False),
+        help="exit 0 even when in-domain cases fail their checks (an exploratory sweep); they are still listed")
 
 
 def _perf_flags(parser, after_command=False):
@@ -154,6 +163,21 @@ def build_parser():
     submit.add_argument("--logs", default="submitit-logs", help="submitit's job folder: logs, states (default submitit-logs)")
     submit.add_argument("--wait", action="store_true", help="on SLURM, wait for the jobs and list how each ended "
                                                             "(the local executor always waits)")
+    ab = commands.add_parser("ab", help="time two revisions in one interleaved run; exit 1 on a broken or slower case",
+                             description="BASE and HEAD are git revisions; HEAD defaults to the working tree, "
+                                         "uncommitted changes included. HEAD's harness measures each side's impls/ in a "
+                                         "worker of its own, the sides alternating round by round on the same cases; "
+                                         "each case's verdict comes from its paired per-round ratios.")
+    ab.add_argument("base_revision", metavar="BASE", help="git revision measured as BASE")
+    ab.add_argument("head_revision", metavar="HEAD", nargs="?", default=None,
+                    help="git revision measured as HEAD (default: the working tree as it is)")
+    _sweep_flags(ab, after_command=True)
+    _perf_flags(ab, after_command=True)
+    ab.add_argument("--factor", type=float, default=None,
+                    help=f"median paired ratio above which a clear slowdown is a regression (default {AB_FACTOR})")
+    ab.add_argument("--allow-missing", type=_list_of(str), default=[], metavar="NAMES",
+                    help="backends whose cases may be missing from HEAD (a deliberate removal); listed as accepted")
+    ab.add_argument("--out", help="also write the markdown summary here")
     report = commands.add_parser("report", help="render tables and plots from stored records")
     report.add_argument("--reports", default=str(ROOT / "reports"))
     compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
@@ -163,6 +187,9 @@ def build_parser():
     compare.add_argument("--on", choices=["auto", "time", "floor"], default="auto",
                          help="time, x floor, or auto: time on one machine, x floor across two (default)")
     compare.add_argument("--out", help="also write the markdown summary here")
+    compare.add_argument("--allow-missing", type=_list_of(str), default=[], metavar="NAMES",
+                         help="backends whose BASE cases may be missing from NEW (a deliberate removal): accepted and "
+                              "listed, not broken")
     imported = commands.add_parser("import-benchmark", help="add pytest-benchmark JSON to the records")
     imported.add_argument("json_file")
     imported.add_argument("--reports", default=str(ROOT / "reports"))
@@ -230,15 +257,16 @@ def accuracy_config(args, here=True):
     return config
 
 
-def perf_plan(args, here=True):
+def perf_plan(args, here=True, ab=False):
     """(family -> config, Rounds) for the perf sweeps the flags ask for, all checked before any runs:
-    a bad flag must not leave a run file behind, nor stop the sweep after its first family."""
+    a bad flag must not leave a run file behind, nor stop the sweep after its first family. `ab`
+    takes at least AB_ROUNDS paired rounds (README: CI)."""
     from harness.cases import family_dtypes
     from harness.timing import Rounds
 
     chosen = sweeps.preset(args.preset)
-    least = args.rounds or chosen["rounds"]
-    most = args.max_rounds or (args.rounds or chosen["max_rounds"])
+    least = args.rounds or (max(chosen["rounds"], AB_ROUNDS[0]) if ab else chosen["rounds"])
+    most = args.max_rounds or (args.rounds or (max(chosen["max_rounds"], AB_ROUNDS[1]) if ab else chosen["max_rounds"]))
     if most < least:
         raise UserError(f"--max-rounds {most} is below the {least} rounds every case gets (--rounds or the preset's)")
     configs = {}
@@ -251,7 +279,8 @@ def perf_plan(args, here=True):
         if wrong:
             raise UserError(f"--dtypes: the {family} family takes {', '.join(taken)}; got {', '.join(wrong)}")
         configs[family] = config
-    return configs, Rounds(least, most, chosen["round_budget_s"])
+    budget = chosen["round_budget_s"] * (AB_BUDGET_SCALE if ab else 1)
+    return configs, Rounds(least, most, budget)
 
 
 def cmd_accuracy(args, device, config):
@@ -359,7 +388,7 @@ def cmd_compare(args):
 
     base, new = _compare_rows(args.base, "BASE"), _compare_rows(args.new, "NEW")
     try:
-        comparison = compare(base, new, args.factor, args.on)
+        comparison = compare(base, new, args.factor, args.on, allow_missing=args.allow_missing)
     except CompareError as error:
         flag = "--factor: " if "factor" in str(error) else ""
         raise UserError(f"compare: {flag}{error}") from None
@@ -368,6 +397,48 @@ def cmd_compare(args):
     if args.out:
         atomic_write_text(args.out, text)
     return 1 if comparison.regressions else 0
+
+
+def cmd_ab(args, device):
+    import tempfile
+
+    from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, resolve
+    from harness.ab.runner import run_ab
+    from harness.ab.sides import Worker
+    from harness.compare import summary_markdown
+    from harness.records import atomic_write_text
+
+    if not args.shard.whole or args.skip_complete:
+        raise UserError("ab: --shard and --skip-complete split or skip a sweep; ab measures both sides of every case "
+                        "in one run (narrow it with --backends, --lengths, --family)")
+    factor = AB_FACTOR if args.factor is None else args.factor
+    if not (math.isfinite(factor) and factor > 1):
+        raise UserError(f"ab: --factor must be a finite number > 1, got {factor}")
+    plan, rounds = perf_plan(args, ab=True)
+    try:
+        sides = {"base": resolve("base", args.base_revision), "head": resolve("head", args.head_revision or WORKING_TREE)}
+    except RevisionError as error:
+        raise UserError(f"ab: {error}") from None
+    print(f"ab: BASE = {sides['base'].label}\n    HEAD = {sides['head'].label}")
+    modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
+    with tempfile.TemporaryDirectory(prefix="scanlab-ab-") as scratch:
+        workers = {name: Worker(side, import_folder(side, scratch), args.threads, modules) for name, side in sides.items()}
+        try:
+            chosen = sweeps.preset(args.preset)
+            comparison, runs = run_ab(plan, device, args.reports, sides, workers, rounds, chosen["min_sample_s"], factor,
+                                      allow_missing=args.allow_missing, resume=not args.fresh,
+                                      progress=not args.no_progress)
+        finally:
+            for worker in workers.values():
+                worker.close()
+    text = summary_markdown(comparison)
+    print(text)
+    for name, side_runs in runs.items():
+        print(f"{name} records: {', '.join(str(run.rows_path) for run in side_runs)}")
+    if args.out:
+        atomic_write_text(args.out, text)
+    status = sweep_status([row for run in runs["head"] for row in run.rows], args.allow_failures)
+    return 1 if comparison.regressions else status
 
 
 def cmd_import(args):
@@ -427,15 +498,28 @@ def main(argv=None):
     if args.command == "submit":
         return cmd_submit(args)
     device = resolve_device(args.device)
+    if args.command == "ab":
+        return cmd_ab(args, device)
     accuracy = accuracy_config(args) if args.command in (None, "accuracy") else None
     plan = perf_plan(args) if args.command in (None, "perf") else None
+    runs = []
     if accuracy is not None:
-        cmd_accuracy(args, device, accuracy)
+        runs.append(cmd_accuracy(args, device, accuracy))
     if plan is not None:
-        cmd_perf(args, device, plan)
+        runs += cmd_perf(args, device, plan)
     if args.command is None:
         cmd_report(args.reports)
-    return 0
+    return sweep_status([row for run in runs for row in run.rows], args.allow_failures)
+
+
+def sweep_status(rows, allow_failures):
+    """1 when an in-domain case failed its check (listed, worst first), unless failures are allowed."""
+    from harness.failures import failures, summary
+
+    found = failures(rows)
+    if found:
+        print(summary(found) + ("\n(--allow-failures: exit 0)" if allow_failures else ""))
+    return 1 if found and not allow_failures else 0
 
 
 if __name__ == "__main__":

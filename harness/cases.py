@@ -11,7 +11,7 @@ from impls.tolerances import lookup
 from .case_key import CaseKey
 from .floor import copy_pass, floor_pass
 from .inputs import conv_inputs, dss_parameters, scan_inputs
-from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output
+from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output, scan_references
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -37,6 +37,8 @@ class Case:
     tokens: int
     check: Optional[Callable[[], list]] = None  # verdicts against the oracle; None: nothing to check
     refusal: Optional[str] = None  # why the backend's declared limits refuse these inputs; then run is never called
+    # why the inputs lie outside the backend's declared domain (empty: inside), where it declares one
+    outside_domain: Optional[Callable[[], list]] = None
 
 
 def _itemsize(dtype):
@@ -72,9 +74,12 @@ def scan_case(key):
     elements = a.numel()
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv
     tensors = 8 if key.mode == BACKWARD else 3
-    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=key.mode == BACKWARD)
+    gradients = key.mode == BACKWARD
+    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=gradients)
+    outside = lambda: backend.tolerance(dtype).domain.violations(
+        a.detach(), references=scan_references(a.detach(), kv.detach(), None, gradients and backend.differentiable))
     return Case(key, run, tensors * elements * _itemsize(dtype), key.B * key.L, check,
-                backend.refusal(a, kv, None))
+                backend.refusal(a, kv, None), outside)
 
 
 def floor_case(key):

@@ -1,5 +1,5 @@
 """Comparing two result sets: a case regressed when it broke (passed its accuracy check in BASE,
-fails or is refused in NEW), or when it got slower by more than `factor` AND a one-sided
+fails, is refused or is missing in NEW), or when it got slower by more than `factor` AND a one-sided
 Mann-Whitney U test on the per-round samples says the slowdown is not noise (asv and
 google-benchmark's compare.py use the same test). With fewer than MIN_SAMPLES rounds a side the
 test cannot reach ALPHA, and the samples must separate completely instead (every NEW round slower
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from .ab.paired import paired_verdict
 from .case_key import RECORD_KEY
 
 KEY = list(RECORD_KEY)
@@ -59,14 +60,17 @@ def judge(base, new, factor):
 
 @dataclass(frozen=True)
 class Comparison:
-    table: pd.DataFrame  # one row per case in both: KEY, base/new figures, ratio, p_value, verdict
-    only_base: pd.DataFrame  # KEY of cases measured in BASE alone
-    only_new: pd.DataFrame
+    table: pd.DataFrame  # one row per BASE case: KEY, base/new figures, ratio, p_value, verdict (a case
+    # missing from NEW is broken, its `note_new` says why)
+    accepted: pd.DataFrame  # KEY of BASE cases missing from NEW that --allow-missing accepted
+    only_new: pd.DataFrame  # KEY of cases measured in NEW alone
     metric: str  # time_s, or floor_multiple across machines
     factor: float
+    allowed: tuple = ()  # the --allow-missing names
 
     @property
     def regressions(self):
+        """Cases that fail the change: regressions and broken cases (exit 1)."""
         return int(self.table["verdict"].isin(["regression", "broken"]).sum())
 
 
@@ -98,9 +102,23 @@ def _machines(rows):
 ON = {"time": "time_s", "floor": "floor_multiple"}
 
 
-def compare(base_rows, new_rows, factor=1.1, on="auto"):
+def missing_reasons(new_rows, missing):
+    """Why each BASE case missing from NEW is not there: NEW's `skipped` row for its backend (on its
+    device, in its dtype or in every dtype), else that NEW has no record of it at all."""
+    skipped = new_rows[new_rows["metric"] == "skipped"] if "metric" in new_rows else new_rows.iloc[:0]
+    reasons = []
+    for case in missing.itertuples(index=False):
+        said = skipped[(skipped["backend"] == case.backend) & skipped["dtype"].isin(["", case.dtype])]
+        reasons.append(f"missing in NEW: {said['note'].iloc[0]}" if len(said) else "missing in NEW: no record of this case")
+    return reasons
+
+
+def compare(base_rows, new_rows, factor=1.1, on="auto", allow_missing=(), paired=False):
     """The comparison of NEW against BASE on `on`: "time", "floor" (x floor), or "auto": time on one
-    machine, x floor across two."""
+    machine, x floor across two. Fails closed: a BASE case with no record in NEW is broken (a backend
+    that vanished, was skipped, crashed or was renamed), unless its backend is in `allow_missing`.
+    `paired`: both sides were timed in the same rounds (`ab`), and each case is judged on its
+    per-round ratios (ab/paired.py) instead of as two independent samples."""
     if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 1):
         raise CompareError(f"factor must be a finite number > 1, got {factor}")
     if on not in ("auto", *ON):
@@ -109,10 +127,9 @@ def compare(base_rows, new_rows, factor=1.1, on="auto"):
         on = "floor" if _machines(base_rows) != _machines(new_rows) else "time"
     metric = ON[on]
     base, new = _cases(base_rows, metric), _cases(new_rows, metric)
+    if base.empty:
+        raise CompareError("BASE holds no timed or checked case to compare against")
     merged = base.merge(new, on=KEY, suffixes=("_base", "_new"))
-    if merged.empty:
-        raise CompareError(f"no case in common ({len(base)} in BASE, {len(new)} in NEW): "
-                           "compare runs of the same suite, sizes and dtypes")
     rows = []
     for r in merged.itertuples(index=False):
         record = r._asdict()
@@ -123,13 +140,27 @@ def compare(base_rows, new_rows, factor=1.1, on="auto"):
             verdict = Verdict("failing", math.nan, math.nan)
         elif not timed_base:
             verdict = Verdict("fixed", math.nan, math.nan)
+        elif paired:
+            pair = paired_verdict(_samples(r.samples_base), _samples(r.samples_new), factor)
+            rows.append({**record, "ratio": pair.ratio, "ratio_lo": pair.lo, "ratio_hi": pair.hi,
+                         "p_value": pair.p_value, "verdict": pair.verdict})
+            continue
         else:
             verdict = judge(*[(_number(record[f"value_{s}"]), _number(record[f"lo_{s}"]), _number(record[f"hi_{s}"]),
                                _samples(record[f"samples_{s}"])) for s in ("base", "new")], factor)
         rows.append({**record, "ratio": verdict.ratio, "p_value": verdict.p_value, "verdict": verdict.verdict})
-    table = pd.DataFrame(rows)
-    only = lambda a, b: a[KEY].merge(b[KEY], on=KEY, how="left", indicator=True).query("_merge == 'left_only'")[KEY]
-    return Comparison(table, only(base, new), only(new, base), metric, factor)
+    only = lambda a, b: a.merge(b[KEY], on=KEY, how="left", indicator=True).query("_merge == 'left_only'")
+    gone = only(base, new)
+    accepted = gone["backend"].isin(list(allow_missing))
+    missing = gone[~accepted]
+    for record, why in zip(missing.to_dict("records"), missing_reasons(new_rows, missing)):
+        base_side = {f"{column}_base": record[column] for column in ("time", "note", "value", "lo", "hi", "samples")}
+        rows.append({**{k: record[k] for k in KEY}, **base_side, "time_new": None, "note_new": why, "value_new": None,
+                     "lo_new": "", "hi_new": "", "samples_new": "", "ratio": math.nan, "p_value": math.nan,
+                     "verdict": "broken"})
+    columns = KEY + [f"{c}_{side}" for side in ("base", "new") for c in ("time", "note", "value", "lo", "hi", "samples")]
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns + ["ratio", "p_value", "verdict"])
+    return Comparison(table, gone[accepted][KEY], only(new, base)[KEY], metric, factor, tuple(allow_missing))
 
 
 VERDICTS = ("broken", "regression", "improvement", "noise", "same", "fixed", "failing")
@@ -150,16 +181,30 @@ def summary_markdown(comparison):
     if comparison.metric == "floor_multiple":
         lines += ["Compared on `x floor`, each case's per-round ratio to the bandwidth floor measured in the same "
                   "run, not on absolute time, which does not carry across machines or a noisy machine's hours.", ""]
+    ratios = [_ratio(r, lo, hi) for r, lo, hi in zip(table.ratio, *(table[c] if c in table else table.ratio * math.nan
+                                                                   for c in ("ratio_lo", "ratio_hi")))]
     shown = table.assign(base=[_figure(*f) for f in zip(table.value_base, table.lo_base, table.hi_base)],
                          new=[_figure(*f) for f in zip(table.value_new, table.lo_new, table.hi_new)],
-                         ratio=table.ratio.map(lambda r: "-" if math.isnan(r) else f"{r:.3f}"),
+                         ratio=ratios,
                          p=table.p_value.map(lambda p: "-" if math.isnan(p) else f"{p:.2g}"),
                          why=table.note_new.fillna("").astype(str).where(table.verdict.isin(["broken", "failing"]), ""))
     order = {v: i for i, v in enumerate(VERDICTS)}
     shown = shown.sort_values(["verdict", "family", "backend", "L"], key=lambda c: c.map(order) if c.name == "verdict" else c)
     lines.append(shown[KEY[1:] + ["base", "new", "ratio", "p", "verdict", "why"]].to_markdown(index=False))
-    for side, cases in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
-        if len(cases):
-            lines += ["", f"### Only in {side} ({len(cases)} cases, not compared)", "",
-                      cases[KEY[1:]].to_markdown(index=False)]
+    if len(comparison.accepted):
+        lines += ["", f"### Accepted as removed ({len(comparison.accepted)} BASE cases missing from NEW; "
+                      f"--allow-missing {','.join(comparison.allowed)})", "",
+                  comparison.accepted[KEY[1:]].to_markdown(index=False)]
+    unused = sorted(set(comparison.allowed) - set(comparison.accepted["backend"]))
+    if unused:
+        lines += ["", f"--allow-missing named {', '.join(unused)}, which NEW does not miss."]
+    if len(comparison.only_new):
+        lines += ["", f"### Only in NEW ({len(comparison.only_new)} cases, not compared)", "",
+                  comparison.only_new[KEY[1:]].to_markdown(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(ratio, lo, hi):
+    if math.isnan(_number(ratio)):
+        return "-"
+    return f"{ratio:.3f}" if math.isnan(_number(lo)) else f"{ratio:.3f} [{lo:.3f}, {hi:.3f}]"

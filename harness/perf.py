@@ -36,7 +36,7 @@ def default_backends(family, device="cpu"):
     raise ValueError(f"family {family!r} needs an explicit backend list")
 
 
-def _scan_skips(config, device):
+def scan_skips(config, device):
     """`skipped` rows for the scan backends this sweep leaves out on `device` or in one of its dtypes."""
     named = config.get("backends")
     backends = {n: b for n, b in all_scan_backends().items() if not named or n in named}
@@ -63,7 +63,7 @@ def perf_groups(family, config, device):
     return groups
 
 
-def _row(key, unit_id, metric, value, unit, lo="", hi="", note="", samples=""):
+def perf_row(key, unit_id, metric, value, unit, lo="", hi="", note="", samples=""):
     return dict(key.as_row(), suite="perf", unit_id=unit_id, regime="", metric=metric,
                 value=value, lo=lo, hi=hi, unit=unit, note=note, samples=samples)
 
@@ -75,44 +75,56 @@ def _checked(key, unit_id, rows, cold_s):
     """
     case = build(key)
     if case.refusal:
-        rows.append(_row(key, unit_id, "time_s", None, "s", note=f"cannot take these inputs: {case.refusal}"))
+        rows.append(perf_row(key, unit_id, "time_s", None, "s", note=f"cannot take these inputs: {case.refusal}"))
         return None
     cold_s[key.backend] = seconds_per_call(case.run, 1, key.device)
     if case.check is None:
         return case
     verdicts = case.check()
-    worst = max(verdicts, key=lambda v: v.worst_ratio)
-    rows.append(_row(key, unit_id, "max_abs_err", worst.max_abs_err, ""))
-    rows.append(_row(key, unit_id, "worst_ratio", worst.worst_ratio, "x"))
+    outside = case.outside_domain() if case.outside_domain is not None else []
+    rows += check_rows(key, unit_id, verdicts, outside)
     if all(v.passed for v in verdicts):
         return case
-    rows.append(_row(key, unit_id, "time_s", None, "s",
-                     note=f"no speed figure: {worst.quantity} fails its declared tolerance "
-                          f"({worst.worst_ratio:.3g}x the allowed error)"))
+    worst = max(verdicts, key=lambda v: v.worst_ratio)
+    rows.append(perf_row(key, unit_id, "time_s", None, "s", note=failed_check_note(worst.quantity, worst.worst_ratio, outside)))
     return None
 
 
-def _timing_rows(key, unit_id, case, timing, floors):
+def check_rows(key, unit_id, verdicts, outside):
+    """A case's check as rows: its worst error (the quantity in the note) and whether its inputs lie in
+    the backend's declared domain (failures.py judges only those that do)."""
+    worst = max(verdicts, key=lambda v: v.worst_ratio)
+    return [perf_row(key, unit_id, "max_abs_err", worst.max_abs_err, ""),
+            perf_row(key, unit_id, "worst_ratio", worst.worst_ratio, "x", note=worst.quantity),
+            perf_row(key, unit_id, "in_domain", float(not outside), "1", note="; ".join(outside))]
+
+
+def failed_check_note(quantity, worst_ratio, outside):
+    return (f"no speed figure: {quantity} fails its declared tolerance ({worst_ratio:.3g}x the allowed error)"
+            + (f"; outside its declared domain ({'; '.join(outside)})" if outside else ""))
+
+
+def timing_rows(key, unit_id, case, timing, floors):
     note = f"spread {timing.spread:.0%} of median > {SPREAD_LIMIT:.0%}" if timing.spread > SPREAD_LIMIT else ""
-    rows = [_row(key, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note, timing.samples),
-            _row(key, unit_id, "compile_s", timing.compile_s, "s")]
+    rows = [perf_row(key, unit_id, "time_s", timing.median, "s", timing.p20, timing.p80, note, timing.samples),
+            perf_row(key, unit_id, "compile_s", timing.compile_s, "s")]
     if case.tokens:
-        rows.append(_row(key, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
+        rows.append(perf_row(key, unit_id, "tokens_per_s", case.tokens / timing.median, "tokens/s"))
     if case.bytes_moved:
-        rows.append(_row(key, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
+        rows.append(perf_row(key, unit_id, "gbps", case.bytes_moved / timing.median / 1e9, "GB/s"))
         if key.backend not in floors:
             for name, (floor_case, floor_timing) in floors.items():
                 ratios = ratios_to_floor(timing, floor_timing, case.bytes_moved, floor_case.bytes_moved)
                 multiple = float(np.median(ratios))
                 if name == COPY:
-                    rows.append(_row(key, unit_id, "copy_fraction", 1 / multiple, "x"))
+                    rows.append(perf_row(key, unit_id, "copy_fraction", 1 / multiple, "x"))
                 else:
-                    rows.append(_row(key, unit_id, FLOORS[name], multiple, "x", samples=ratios))
+                    rows.append(perf_row(key, unit_id, FLOORS[name], multiple, "x", samples=ratios))
     return rows
 
 
 def _cuda_memory_rows(keys, unit_id, cases, device):
-    return [_row(k, unit_id, "peak_bytes", cuda_peak_above_start(cases[k.backend].run, device), "bytes")
+    return [perf_row(k, unit_id, "peak_bytes", cuda_peak_above_start(cases[k.backend].run, device), "bytes")
             for k in keys if k.backend in cases]
 
 
@@ -122,7 +134,7 @@ def _cpu_memory_rows(rows):
     keys = [CaseKey.from_row(r) for r in rows
             if r["metric"] == "time_s" and r["value"] is not None and r["backend"] not in FLOORS and r["backend"] != COPY]
     peaks = cpu_peaks(keys, timeout_s=600 + 10 * len(keys))
-    return [_row(k, MEMORY_UNIT, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
+    return [perf_row(k, MEMORY_UNIT, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
             for k, p in zip(keys, peaks)]
 
 
@@ -137,7 +149,7 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
     if run.meta["status"] == "complete":
         return run
     done = run.done_units()
-    skipped = [r for r in (_scan_skips(config, device) if family == "scan" else [])
+    skipped = [r for r in (scan_skips(config, device) if family == "scan" else [])
                if r["unit_id"] not in done] if shard.index == 1 else []
     if skipped:
         run.add_unit(skipped)
@@ -160,7 +172,7 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
         for key in keys + floor_keys:
             if key.backend in timings:
                 case = floor_cases.get(key.backend) or cases[key.backend]
-                rows += _timing_rows(key, unit_id, case, timings[key.backend], floors)
+                rows += timing_rows(key, unit_id, case, timings[key.backend], floors)
         if memory and device != "cpu":
             rows += _cuda_memory_rows(keys, unit_id, cases, device)
         run.add_unit(rows)

@@ -93,22 +93,48 @@ def test_failing_on_both_sides_or_fixed_is_not_a_regression():
     assert verdicts["a"] == "failing" and verdicts["b"] == "fixed" and comparison.regressions == 0
 
 
-def test_cases_on_one_side_are_listed():
+def test_a_case_missing_from_new_is_broken_and_one_only_in_new_is_listed():
     comparison = compare(_rows({"a": [1.0] * 6, "gone": [1.0] * 6}), _rows({"a": [1.0] * 6, "added": [1.0] * 6}))
-    assert list(comparison.only_base["backend"]) == ["gone"] and list(comparison.only_new["backend"]) == ["added"]
+    verdicts = comparison.table.set_index("backend")["verdict"]
+    assert verdicts["gone"] == "broken" and verdicts["a"] == "same" and comparison.regressions == 1
+    assert list(comparison.only_new["backend"]) == ["added"]
     text = summary_markdown(comparison)
-    assert "Only in BASE (1 cases" in text and "Only in NEW (1 cases" in text
+    assert "missing in NEW: no record of this case" in text and "Only in NEW (1 cases" in text
 
 
-def test_no_case_in_common_is_an_error():
-    with pytest.raises(CompareError, match="no case in common"):
-        compare(_rows({"a": [1.0] * 6}), _rows({"b": [1.0] * 6}))
+def test_a_backend_skipped_in_new_is_broken_with_the_reason_it_gave():
+    """The reproduction: BASE timed native, NEW has it only as `skipped` (numba missing)."""
+    skipped = dict(suite="perf", family="scan", backend="native", mode="", device="cpu", dtype="", B="", L="", D="",
+                   N="", metric="skipped", value=None, note="numba is not installed", machine_id="m1")
+    new = pd.concat([_rows({"a": [1.0] * 6}), pd.DataFrame([skipped])], ignore_index=True)
+    comparison = compare(_rows({"a": [1.0] * 6, "native": [1.0] * 6}), new)
+    broken = comparison.table[comparison.table.verdict == "broken"]
+    assert list(broken.backend) == ["native"] and list(broken.note_new) == ["missing in NEW: numba is not installed"]
+
+
+def test_allow_missing_accepts_a_deliberate_removal_and_lists_it():
+    base, new = _rows({"a": [1.0] * 6, "gone": [1.0] * 6}), _rows({"a": [1.0] * 6})
+    comparison = compare(base, new, allow_missing=["gone", "never_there"])
+    assert comparison.regressions == 0 and list(comparison.accepted["backend"]) == ["gone"]
+    text = summary_markdown(comparison)
+    assert "Accepted as removed (1 BASE cases missing from NEW; --allow-missing gone,never_there)" in text
+    assert "--allow-missing named never_there, which NEW does not miss" in text
+
+
+def test_allow_missing_does_not_excuse_a_failing_check():
+    comparison = compare(_rows({"a": [1.0] * 6}), _rows({"a": None}), allow_missing=["a"])
+    assert comparison.regressions == 1 and comparison.accepted.empty
+
+
+def test_no_case_in_common_is_every_base_case_broken():
+    comparison = compare(_rows({"a": [1.0] * 6}), _rows({"b": [1.0] * 6}))
+    assert list(comparison.table.verdict) == ["broken"] and comparison.regressions == 1
 
 
 def test_suites_never_pair():
     imported = _rows({"a": [1.0] * 6}).assign(suite="benchmark")
-    with pytest.raises(CompareError, match="no case in common"):
-        compare(_rows({"a": [1.0] * 6}), imported)
+    comparison = compare(_rows({"a": [1.0] * 6}), imported)
+    assert list(comparison.table.verdict) == ["broken"] and list(comparison.only_new.suite) == ["benchmark"]
 
 
 @pytest.mark.parametrize("factor", [1.0, 0.5, float("nan"), float("inf")])
@@ -154,7 +180,9 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert _exit_code(base, base) == 0
     assert _exit_code(base, slower) == 1
     assert _exit_code(base, broken) == 1
-    for args, named in [((base, other), "no case in common"), ((base, corrupt), "corrupt.jsonl"),
+    assert _exit_code(base, other) == 1  # BASE's case is missing from NEW: broken, never "nothing to compare"
+    assert _exit_code(base, other, "--allow-missing", "a") == 0
+    for args, named in [((base, corrupt), "corrupt.jsonl"),
                         ((base, empty), "empty.jsonl"), ((base, tmp_path / "missing.jsonl"), "missing.jsonl"),
                         ((base, base, "--factor", "nan"), "--factor")]:
         with pytest.raises(SystemExit) as error:
@@ -222,12 +250,13 @@ def test_the_summary_counts_every_verdict_sorts_broken_first_and_shows_each_case
     base = _rows({"assoc": [1.0] * 8, "chunked": [1.0] * 8, "zz": [1.0] * 8, "old": [1.0] * 8})
     new = _rows({"assoc": [1.0] * 8, "chunked": None, "zz": [1.0] * 8, "new": [1.0] * 8})
     text = summary_markdown(compare(base, new, factor=1.1))
-    assert "1 broken, 0 regression, 0 improvement, 0 noise, 2 same, 0 fixed, 0 failing" in text
-    header, _, first, *_ = text.split("## compare")[1].split("\n\n")[2].splitlines()
+    assert "2 broken, 0 regression, 0 improvement, 0 noise, 2 same, 0 fixed, 0 failing" in text
+    header, _, first, second, *_ = text.split("## compare")[1].split("\n\n")[2].splitlines()
     assert header.startswith("| family ") and "| chunked " in first  # broken first, though 'assoc' sorts first
+    assert "| old " in second and "missing in NEW" in second
     assert "| 1 [1, 1] " in text  # a figure with its interval
-    only = text.split("### Only in BASE")[1]
-    assert only.split("\n\n")[1].startswith("| family ") and "| old " in only
+    only = text.split("### Only in NEW")[1]
+    assert only.split("\n\n")[1].startswith("| family ") and "| new " in only
 
 
 def test_the_summary_lists_regressions_before_improvements():

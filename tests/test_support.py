@@ -54,7 +54,7 @@ def test_perf_groups_hold_only_backends_that_run_on_the_device(fake_backends):
     config = {"lengths": [8], "batch": 1, "channels": 2, "dtypes": ["float32"], "modes": ["forward"], "backends": None}
     names = {key.backend for _, keys in perf.perf_groups("scan", config, "cpu") for key in keys}
     assert "gpu_only" not in names and "sequential" in names
-    assert [r["backend"] for r in perf._scan_skips(config, "cpu") if r["backend"] == "gpu_only"] == ["gpu_only"]
+    assert [r["backend"] for r in perf.scan_skips(config, "cpu") if r["backend"] == "gpu_only"] == ["gpu_only"]
 
 
 def test_a_refused_input_is_an_error_naming_the_backend_and_a_skipped_accuracy_case(fake_backends, tmp_path):

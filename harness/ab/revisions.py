@@ -1,0 +1,110 @@
+"""Each side's `impls/`: a git revision's tree extracted once, or the working tree itself.
+
+`git archive REV impls` into a cache folder keyed by the full commit: nothing in the repository
+changes (no worktree to prune after a kill), and a second `ab` of the same revision reuses the
+folder and numba's on-disk cache inside it. The worker imports it through a folder holding a
+single link, `impls`, put first on its path, so that `harness` stays HEAD's."""
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKING_TREE = "WORKTREE"
+
+
+class RevisionError(ValueError):
+    """A revision that git cannot resolve, or a tree without `impls/`."""
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str  # base | head
+    revision: str  # as the user gave it
+    commit: str  # full hash; for the working tree, HEAD's
+    dirty: bool  # the working tree with uncommitted changes
+    impls: Path  # the tree imported as `impls`
+
+    @property
+    def tree_digest(self):
+        """What the side's code is: its commit, and for a dirty working tree also a digest of its
+        changes, so that a run resumes only onto the same code."""
+        if self.revision != WORKING_TREE or not self.dirty:
+            return self.commit
+        root = self.impls.parent
+        digest = hashlib.sha256(_git("diff", "HEAD", "--no-ext-diff", "--binary", cwd=root).encode())
+        for name in sorted(_git("ls-files", "--others", "--exclude-standard", "impls", cwd=root).splitlines()):
+            digest.update(name.encode() + (root / name).read_bytes())
+        return f"{self.commit}+{digest.hexdigest()[:12]}"
+
+    @property
+    def label(self):
+        short = self.commit[:12]
+        if self.revision == WORKING_TREE:
+            return f"working tree ({short}{' + uncommitted changes' if self.dirty else ', clean'})"
+        return f"{self.revision} ({short})"
+
+
+def _git(*args, cwd=ROOT):
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise RevisionError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"git {' '.join(args)} failed")
+    return done.stdout.strip()
+
+
+def cache_root():
+    return Path(os.environ.get("SCANLAB_AB_CACHE") or Path(tempfile.gettempdir()) / "scanlab-ab")
+
+
+def resolve(name, revision, root=ROOT):
+    """The Side for `revision` ('WORKTREE': the working tree as it is, uncommitted changes included)."""
+    if revision == WORKING_TREE:
+        commit = _git("rev-parse", "HEAD", cwd=root)
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root))
+        return Side(name, revision, commit, dirty, Path(root) / "impls")
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=root)
+    except RevisionError:
+        raise RevisionError(f"{revision!r} is not a commit in {root} (git rev-parse found none)") from None
+    return Side(name, revision, commit, False, extract(commit, root))
+
+
+def extract(commit, root=ROOT):
+    """`impls/` of `commit`, extracted once into the cache (atomically: a kill mid-extraction leaves
+    no half tree behind to be reused)."""
+    target = cache_root() / commit / "impls"
+    if target.is_dir():
+        return target
+    if not _git("ls-tree", "-d", "--name-only", commit, "impls", cwd=root):
+        raise RevisionError(f"{commit[:12]} has no impls/ folder: not a scanlab revision")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix="extracting-"))
+    try:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit, "impls"], cwd=root, capture_output=True,
+                                 check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(staging, filter="data")
+        os.replace(staging / "impls", target)
+    except OSError:
+        if not target.is_dir():  # else another process extracted the same commit first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def import_folder(side, scratch):
+    """A folder holding one link, `impls` -> the side's tree: first on a worker's path, it makes
+    `import impls` that tree and nothing else."""
+    folder = Path(scratch) / side.name
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "impls"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(side.impls, target_is_directory=True)
+    return folder

@@ -1,0 +1,191 @@
+"""`ab`: the cases of a perf sweep timed on both sides in the same rounds, then judged case by case
+on their paired per-round ratios (compare.compare with paired=True), failing closed.
+
+A group's cases are prepared on both sides first: built, timed cold, and checked against the oracle
+(a case that fails its check, is refused, raises or kills its worker gets no time on that side, and
+its row says why). Then each round times every case and the floor on both sides, the side that goes
+first alternating from case to case and round to round (A B, B A, ...), so a drift of the machine
+falls on both alike. Each side's rows go to a run of its own, `ab-base-<family>` and
+`ab-head-<family>`, stamped with that side's commit."""
+import math
+import time
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+
+from tqdm import tqdm
+
+from ..case_key import CaseKey
+from ..compare import compare
+from ..perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
+from ..records import atomic_write_text, open_run
+from ..timing import Rounds, Timing
+from .sides import SideUnmeasurable, WorkerGone
+
+
+@dataclass
+class Prepared:
+    """A case on one side after `prepare`: timed from then on, or the reason it is not."""
+    name: str
+    key: CaseKey
+    answer: dict = None
+    failure: str = ""  # why this side gives it no time
+
+    @property
+    def timed(self):
+        return not self.failure
+
+
+def _prepare(worker, name, key, rows, unit_id, floor=False):
+    """`key` as recorded; a floor is built as the floor family and recorded under its group's family."""
+    try:
+        answer = worker.prepare(name, (key.replace(family="floor") if floor else key).as_row())
+    except WorkerGone as gone:
+        return Prepared(name, key, failure=f"crashed: {gone}")
+    if not answer["ok"]:
+        return Prepared(name, key, failure=f"raised: {answer['error']}")
+    if "refusal" in answer:
+        return Prepared(name, key, failure=f"cannot take these inputs: {answer['refusal']}")
+    verdicts = [SimpleNamespace(**v) for v in answer["verdicts"]]
+    if verdicts and not floor:
+        rows += check_rows(key, unit_id, verdicts, answer["outside_domain"])
+        if not all(v.passed for v in verdicts):
+            worst = max(verdicts, key=lambda v: v.worst_ratio)
+            worker.drop(name)
+            return Prepared(name, key, answer, failed_check_note(worst.quantity, worst.worst_ratio, answer["outside_domain"]))
+    return Prepared(name, key, answer)
+
+
+def _round_order(names, round_index):
+    shift = round_index % len(names)
+    return names[shift:] + names[:shift]
+
+
+def measure_group(workers, unit_id, keys_by_side, device, rounds: Rounds, min_sample_s):
+    """side -> rows for one group: every case each side has, prepared and timed in shared rounds."""
+    rows = {side: [] for side in workers}
+    first = next(keys[0] for keys in keys_by_side.values() if keys)
+    floors = [first.replace(backend=name) for name in floor_names(device)]
+    prepared = {side: {} for side in workers}
+    names = list(dict.fromkeys(k.backend for side in workers for k in keys_by_side[side]))
+    for name in names:
+        for side, worker in workers.items():
+            key = next((k for k in keys_by_side[side] if k.backend == name), None)
+            if key is not None:
+                prepared[side][name] = _prepare(worker, name, key, rows[side], unit_id)
+    if any(p.timed for side in workers for p in prepared[side].values()):
+        for floor in floors:
+            for side, worker in workers.items():
+                prepared[side][floor.backend] = _prepare(worker, floor.backend, floor, rows[side], unit_id, floor=True)
+    timed = [name for name in names + [f.backend for f in floors]
+             if any(name in prepared[s] and prepared[s][name].timed for s in workers)]
+    number = {name: max(1, math.ceil(min_sample_s / max(1e-9, min(
+        prepared[s][name].answer["steady_s"] for s in workers if name in prepared[s] and prepared[s][name].timed))))
+        for name in timed}
+    samples = {side: {name: [] for name in timed} for side in workers}
+    sides = list(workers)
+    started = time.perf_counter()
+    for round_index in range(rounds.most if timed else 0):
+        for position, name in enumerate(_round_order(timed, round_index)):
+            for side in (sides if (round_index + position) % 2 == 0 else sides[::-1]):
+                case = prepared[side].get(name)
+                if case is None or not case.timed:
+                    continue
+                try:
+                    answer = workers[side].request("time", name=name, number=number[name])
+                    if not answer["ok"]:
+                        case.failure = f"raised while timed: {answer['error']}"
+                except WorkerGone as gone:
+                    case.failure = f"crashed while timed: {gone}"
+                if case.failure:
+                    workers[side].drop(name)
+                else:
+                    samples[side][name].append(answer["seconds"])
+        if round_index + 1 >= rounds.least:
+            lists = [v for side in workers for name, v in samples[side].items() if prepared[side][name].timed]
+            settled = all(Timing(v, 0, 1).iqr_fraction < rounds.iqr_threshold for v in lists)
+            if settled or time.perf_counter() - started > rounds.budget_s:
+                break
+    for side, worker in workers.items():
+        floor_timings = {f.backend: (SimpleNamespace(bytes_moved=prepared[side][f.backend].answer["bytes_moved"]),
+                                     Timing(samples[side][f.backend], prepared[side][f.backend].answer["cold_s"], 1))
+                         for f in floors if f.backend in prepared[side] and prepared[side][f.backend].timed}
+        for name, case in prepared[side].items():
+            if not case.timed:
+                rows[side].append(perf_row(case.key, unit_id, "time_s", None, "s", note=case.failure))
+                continue
+            answer = case.answer
+            timing = Timing(samples[side][name], answer["cold_s"], number[name])
+            shape = SimpleNamespace(bytes_moved=answer["bytes_moved"], tokens=answer["tokens"])
+            rows[side] += timing_rows(case.key, unit_id, shape, timing, floor_timings)
+        worker.forget()
+    return rows
+
+
+def run_ab(plan, device, reports_dir, sides, workers, rounds: Rounds, min_sample_s, factor, allow_missing=(),
+           resume=True, progress=True):
+    """Both sides of every family in `plan` (family -> perf config): (Comparison, {side: [Run]})."""
+    runs = {name: [] for name in workers}
+    for family, config in plan.items():
+        settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s,
+                    "base": sides["base"].commit, "head": sides["head"].commit,
+                    "head_tree": sides["head"].tree_digest}
+        opened = {name: open_run(reports_dir, f"ab-{name}-{family}", {**settings, "side": name}, resume=resume)
+                  for name in workers}
+        for name, run in opened.items():
+            run.code = {"commit": sides[name].commit[:12], "dirty": sides[name].dirty}
+        _drop_half_written_units(opened)
+        groups, unmeasurable = {}, {}
+        for name, worker in workers.items():
+            try:
+                answer = worker.request("groups", family=family, config=config, device=device)
+            except SideUnmeasurable as error:
+                unmeasurable[name] = str(error)
+                continue
+            except WorkerGone as gone:
+                unmeasurable[name] = f"crashed listing its cases: {gone}"
+                continue
+            if not answer["ok"]:
+                unmeasurable[name] = f"cannot list its cases: {answer['error']}"
+                continue
+            groups[name] = {unit: [CaseKey.from_row(k) for k in keys] for unit, keys in answer["groups"]}
+            done = opened[name].done_units()
+            skipped = [r for r in answer["skipped"] if r["unit_id"] not in done]
+            if skipped:
+                opened[name].add_unit(skipped)
+        order = list(dict.fromkeys(unit for name in workers for unit in groups.get(name, {})))
+        done = opened["head"].done_units()
+        for unit_id in tqdm(order, desc=f"ab {family}", disable=not progress):
+            if unit_id in done:
+                continue
+            measured = {name: workers[name] for name in workers if name not in unmeasurable}
+            keys = {name: groups[name].get(unit_id, []) for name in measured}
+            rows = measure_group(measured, unit_id, keys, device, rounds, min_sample_s) if measured else {}
+            for name, why in unmeasurable.items():
+                other = next(iter(groups.values()), {}).get(unit_id, [])
+                rows[name] = [perf_row(k, unit_id, "time_s", None, "s", note=f"side not measurable: {why}") for k in other]
+            for name in workers:  # BASE first: a unit in HEAD's run is complete on both sides
+                opened[name].add_unit(rows.get(name, []))
+        for name, run in opened.items():
+            run.finish()
+            runs[name].append(run)
+    frames = {name: _frame([r for run in runs[name] for r in run.rows]) for name in workers}
+    return compare(frames["base"], frames["head"], factor, on="time", allow_missing=allow_missing, paired=True), runs
+
+
+def _frame(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def _drop_half_written_units(opened):
+    """A kill between BASE's append and HEAD's leaves a unit in BASE's run alone: it is measured
+    again on both sides, so BASE's copy goes (rewritten once, atomically)."""
+    head_done = opened["head"].done_units()
+    base = opened["base"]
+    kept = [r for r in base.rows if r["unit_id"] in head_done or r["unit_id"].startswith("skipped|")]
+    if len(kept) != len(base.rows):
+        import json
+
+        atomic_write_text(base.rows_path, "".join(json.dumps(r) + "\n" for r in kept))
+        base.rows = kept

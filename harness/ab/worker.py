@@ -1,0 +1,118 @@
+"""One side of `ab`: imports the side's `impls/` under HEAD's harness and answers the parent's
+requests, one JSON line each way (sides.py sends them).
+
+    python -m harness.ab.worker IMPORT_FOLDER [--threads N] [--backend-module SPEC ...]
+
+IMPORT_FOLDER holds the link `impls` (revisions.import_folder) and goes first on the path before
+anything imports `impls`. The answers travel on a copy of stdout; stdout itself is pointed at
+stderr, so a kernel that prints, from Python or from C, cannot corrupt them."""
+import argparse
+import gc
+import json
+import os
+import sys
+import traceback
+
+
+def _answers():
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+class Cases:
+    """The cases of the group being measured, by name; built, checked and warmed by `prepare`."""
+
+    def __init__(self):
+        self.cases = {}
+
+    def prepare(self, request):
+        from ..case_key import CaseKey
+        from ..cases import build
+        from ..timing import seconds_per_call
+
+        key = CaseKey.from_row(request["key"])
+        case = build(key)
+        if case.refusal:
+            return {"refusal": case.refusal}
+        cold_s = seconds_per_call(case.run, 1, key.device)  # before anything else touches the shape
+        verdicts = case.check() if case.check is not None else []
+        outside = case.outside_domain() if case.outside_domain is not None else []
+        self.cases[request["name"]] = case
+        steady_s = seconds_per_call(case.run, 1, key.device)
+        return {"cold_s": cold_s, "steady_s": steady_s, "bytes_moved": case.bytes_moved, "tokens": case.tokens,
+                "outside_domain": outside,
+                "verdicts": [{"quantity": v.quantity, "max_abs_err": v.max_abs_err, "worst_ratio": v.worst_ratio,
+                              "passed": bool(v.passed)} for v in verdicts]}
+
+    def groups(self, request):
+        """The perf groups this side's `impls` makes of the family's config, and the backends it skips."""
+        from ..perf import perf_groups, scan_skips
+
+        family, config, device = request["family"], request["config"], request["device"]
+        groups = perf_groups(family, config, device)
+        return {"groups": [[unit_id, [key.as_row() for key in keys]] for unit_id, keys in groups],
+                "skipped": scan_skips(config, device) if family == "scan" else []}
+
+    def time(self, request):
+        from ..timing import seconds_per_call
+
+        case = self.cases[request["name"]]
+        return {"seconds": seconds_per_call(case.run, request["number"], case.key.device)}
+
+    def forget(self, request):
+        self.cases.clear()
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache
+        return {}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--backend-module", action="append", default=[])
+    args = parser.parse_args(argv)
+    sys.path.insert(0, args.folder)
+    answers = _answers()
+
+    def send(message):
+        answers.write(json.dumps(message) + "\n")
+
+    def failure(error):
+        return {"ok": False, "error": f"{type(error).__name__}: {error}",
+                "traceback": "".join(traceback.format_exception(error, limit=-6))}
+
+    try:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        import impls
+        from impls.plugins import load_module
+
+        from .. import cases  # noqa: F401  (HEAD's harness against this impls: fails here if they do not fit)
+
+        for spec in args.backend_module:
+            load_module(spec)
+        torch.set_grad_enabled(True)
+    except Exception as error:  # the whole side is unmeasurable; the parent records why
+        send(failure(error))
+        return 0
+    send({"ok": True, "impls": os.path.realpath(os.path.dirname(impls.__file__)), "pid": os.getpid()})
+    handlers = Cases()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            send({"ok": True, **getattr(handlers, request["op"])(request)})
+        except Exception as error:  # a kernel that raises is a finding about that case, not the end of the run
+            send(failure(error))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
