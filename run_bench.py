@@ -178,6 +178,7 @@ def build_parser():
     ab.add_argument("--allow-missing", type=_list_of(str), default=[], metavar="NAMES",
                     help="backends whose cases may be missing from HEAD (a deliberate removal); listed as accepted")
     ab.add_argument("--out", help="also write the markdown summary here")
+    ab.add_argument("--repo", default=str(ROOT), help="the git checkout whose revisions are measured (default: this one)")
     report = commands.add_parser("report", help="render tables and plots from stored records")
     report.add_argument("--reports", default=str(ROOT / "reports"))
     compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
@@ -416,7 +417,8 @@ def cmd_ab(args, device):
         raise UserError(f"ab: --factor must be a finite number > 1, got {factor}")
     plan, rounds = perf_plan(args, ab=True)
     try:
-        sides = {"base": resolve("base", args.base_revision), "head": resolve("head", args.head_revision or WORKING_TREE)}
+        sides = {"base": resolve("base", args.base_revision, args.repo),
+                 "head": resolve("head", args.head_revision or WORKING_TREE, args.repo)}
     except RevisionError as error:
         raise UserError(f"ab: {error}") from None
     print(f"ab: BASE = {sides['base'].label}\n    HEAD = {sides['head'].label}")

@@ -176,7 +176,8 @@ def _figure(value, lo, hi):
 def summary_markdown(comparison):
     table, shown_metric = comparison.table, {"time_s": "time (s)", "floor_multiple": "x floor"}[comparison.metric]
     counts = table["verdict"].value_counts().to_dict()
-    lines = [f"## compare: {len(table)} cases in common, factor {comparison.factor}, on {shown_metric}", "",
+    lines = [f"## compare: {len(table)} BASE cases, factor {comparison.factor}, on {shown_metric}"
+             + (", paired rounds" if "ratio_lo" in table else ""), "",
              ", ".join(f"{counts.get(k, 0)} {k}" for k in VERDICTS), ""]
     if comparison.metric == "floor_multiple":
         lines += ["Compared on `x floor`, each case's per-round ratio to the bandwidth floor measured in the same "
@@ -187,7 +188,8 @@ def summary_markdown(comparison):
                          new=[_figure(*f) for f in zip(table.value_new, table.lo_new, table.hi_new)],
                          ratio=ratios,
                          p=table.p_value.map(lambda p: "-" if math.isnan(p) else f"{p:.2g}"),
-                         why=table.note_new.fillna("").astype(str).where(table.verdict.isin(["broken", "failing"]), ""))
+                         why=table.note_new.fillna("").astype(str).str.replace("|", "/").str.replace("\n", " ")
+                         .where(table.verdict.isin(["broken", "failing"]), ""))
     order = {v: i for i, v in enumerate(VERDICTS)}
     shown = shown.sort_values(["verdict", "family", "backend", "L"], key=lambda c: c.map(order) if c.name == "verdict" else c)
     lines.append(shown[KEY[1:] + ["base", "new", "ratio", "p", "verdict", "why"]].to_markdown(index=False))

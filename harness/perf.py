@@ -13,7 +13,7 @@ from .cases import build
 from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
 from .shard import WHOLE
-from .support import runnable, skipped_rows
+from .support import runnable, skipped_row, skipped_rows
 from .timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_per_call
 
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
@@ -39,8 +39,11 @@ def default_backends(family, device="cpu"):
 def scan_skips(config, device):
     """`skipped` rows for the scan backends this sweep leaves out on `device` or in one of its dtypes."""
     named = config.get("backends")
-    backends = {n: b for n, b in all_scan_backends().items() if not named or n in named}
-    return skipped_rows("perf", "scan", backends, device, config["dtypes"])
+    scans = all_scan_backends()
+    backends = {n: b for n, b in scans.items() if not named or n in named}
+    unknown = [skipped_row("perf", "scan", name, device, "", "no scan backend of this name in this tree")
+               for name in named or () if name not in scans]
+    return skipped_rows("perf", "scan", backends, device, config["dtypes"]) + unknown
 
 
 def perf_groups(family, config, device):
@@ -48,7 +51,8 @@ def perf_groups(family, config, device):
     backends = config.get("backends") or default_backends(family, device)
     if family == "scan":
         scans = all_scan_backends()
-        backends = [name for name in backends if runnable(scans[name], device)]
+        # a name this tree does not know (ab: a revision before or after it existed) has no case here
+        backends = [name for name in backends if name in scans and runnable(scans[name], device)]
     groups = []
     for dtype in config["dtypes"]:
         for length in config["lengths"]:

@@ -182,12 +182,17 @@ def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
     return Run(directory, run_id, meta, code=code_state())
 
 
+AB_PREFIX = "ab-"  # runs of `ab` (one per side): each case twice, so never read into a folder's rows
+
+
 def load_rows(path):
-    """Rows of a run file, or of the latest sweep of each suite under a machine folder (all its shards)."""
+    """Rows of a run file, or of the latest sweep of each suite under a machine folder (all its shards;
+    not `ab` runs, which hold every case once per side: compare their run files by name)."""
     path = Path(path)
     if path.is_file():
         return _read_rows(path)
-    frames = [_read_rows(p) for sweep in latest_sweeps(path).values() for p in sweep.rows_paths]
+    frames = [_read_rows(p) for suite, sweep in latest_sweeps(path).items() if not suite.startswith(AB_PREFIX)
+              for p in sweep.rows_paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SCHEMA))
 
 

@@ -63,7 +63,11 @@ def cache_root():
 
 def resolve(name, revision, root=ROOT):
     """The Side for `revision` ('WORKTREE': the working tree as it is, uncommitted changes included)."""
+    if not (Path(root) / ".git").exists():
+        raise RevisionError(f"--repo {root} is not a git checkout")
     if revision == WORKING_TREE:
+        if not (Path(root) / "impls").is_dir():
+            raise RevisionError(f"the working tree {root} has no impls/ folder: not a scanlab checkout")
         commit = _git("rev-parse", "HEAD", cwd=root)
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root))
         return Side(name, revision, commit, dirty, Path(root) / "impls")

@@ -81,7 +81,7 @@ def measure_group(workers, unit_id, keys_by_side, device, rounds: Rounds, min_sa
     number = {name: max(1, math.ceil(min_sample_s / max(1e-9, min(
         prepared[s][name].answer["steady_s"] for s in workers if name in prepared[s] and prepared[s][name].timed))))
         for name in timed}
-    samples = {side: {name: [] for name in timed} for side in workers}
+    samples = {side: {name: [] for name in timed if name in prepared[side]} for side in workers}
     sides = list(workers)
     started = time.perf_counter()
     for round_index in range(rounds.most if timed else 0):

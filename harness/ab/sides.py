@@ -37,7 +37,7 @@ class Worker:
         self.argv = [sys.executable, "-X", "faulthandler", "-m", "harness.ab.worker", str(folder)]
         self.argv += ["--threads", str(threads)] if threads else []
         self.argv += [part for spec in modules for part in ("--backend-module", spec)]
-        self.process = None
+        self.process = self.hello = None
         self.prepared = {}  # name -> prepare request, replayed into a fresh worker
         self.starts = 0
 
@@ -49,7 +49,7 @@ class Worker:
         self.answers = queue.Queue()
         threading.Thread(target=_read_lines, args=(self.process.stdout, self.answers), daemon=True).start()
         self.starts += 1
-        hello = self._answer(START_TIMEOUT_S)
+        hello = self.hello = self._answer(START_TIMEOUT_S)
         if not hello["ok"]:
             self.close()
             raise SideUnmeasurable(hello["error"])
@@ -81,7 +81,7 @@ class Worker:
     def _stderr_tail(self, lines=12):
         self.log.seek(0)
         tail = [line for line in self.log.read().splitlines() if line.strip()][-lines:]
-        return (": " + " | ".join(tail)) if tail else ""
+        return (": " + " / ".join(line.strip() for line in tail)) if tail else ""
 
     def request(self, op, **fields):
         """The worker's answer (a dict with `ok`); WorkerGone if it died or hung on this request, after

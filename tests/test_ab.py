@@ -1,0 +1,151 @@
+"""`run_bench.py ab` end to end, on a scratch git repository whose revisions differ in one backend:
+the same code, a backend made unavailable, one removed, one that aborts the process."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import run_bench
+from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, resolve
+from harness.ab.sides import SideUnmeasurable, Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRATION = '    "assoc": _module_loader("assoc"),\n'
+VARIANTS = {
+    "unavailable": '    "assoc": lambda: ScanBackend(name="assoc", kind="scan", fn=None, '
+                   'unavailable_reason="made unavailable by this revision"),\n',
+    "removed": "",
+    # the kernel, not its registration: the process dies inside the first call
+    "aborts": '    "assoc": lambda: __import__("dataclasses").replace(_module_loader("assoc")(), '
+              'fn=lambda *args, **kwargs: __import__("os").abort()),\n',
+}
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """impls/ as committed here, then one commit (and tag) per variant of the assoc registration."""
+    repo = tmp_path_factory.mktemp("ab-repo")
+    shutil.copytree(ROOT / "impls", repo / "impls", ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    _git(repo, "add", "impls")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
+    _git(repo, "tag", "base")
+    registry = repo / "impls" / "scan" / "__init__.py"
+    original = registry.read_text()
+    assert REGISTRATION in original
+    for name, line in VARIANTS.items():
+        registry.write_text(original.replace(REGISTRATION, line))
+        _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", name)
+        _git(repo, "tag", name)
+        _git(repo, "checkout", "-q", "base")
+    return repo
+
+
+@pytest.fixture(autouse=True)
+def scratch_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANLAB_AB_CACHE", str(tmp_path / "cache"))
+
+
+def _ab(repo, reports, *revisions, extra=()):
+    args = ["ab", *revisions, "--repo", str(repo), "--preset", "ci", "--family", "scan", "--backends",
+            "assoc,sequential", "--lengths", "33", "--batch", "1", "--channels", "4", "--modes", "forward",
+            "--rounds", "3", "--no-progress", "--reports", str(reports), *extra]
+    try:
+        return run_bench.main(args)
+    except SystemExit as error:
+        return error.code
+
+
+def _verdicts(capsys):
+    """backend -> verdict from the verdict table (the first table of the summary), and all that was printed."""
+    out = capsys.readouterr().out
+    table = out.split("## compare")[1].split("\n\n")[2].splitlines()[2:]
+    return {cells[9].strip(): cells[-3].strip() for cells in (line.split("|") for line in table)}, out
+
+
+def test_the_same_code_on_both_sides_is_no_regression_and_both_sides_are_recorded(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "base", "base") == 0
+    verdicts, out = _verdicts(capsys)
+    assert set(verdicts) == {"assoc", "sequential", "floor", "floor_prealloc"}
+    assert not {"broken", "regression"} & set(verdicts.values())
+    commit = subprocess.run(["git", "rev-parse", "base"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    for side in ("base", "head"):
+        [rows_path] = tmp_path.glob(f"*/runs/ab-{side}-scan-*.jsonl")
+        rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+        times = [r for r in rows if r["metric"] == "time_s" and r["backend"] == "assoc"]
+        assert len(times) == 1 and len(times[0]["samples"]) == 3 and {r["commit"] for r in rows} == {commit[:12]}
+        meta = json.loads(rows_path.with_suffix("").with_suffix(".meta.json").read_text())
+        assert meta["config"]["side"] == side and meta["config"]["base"] == commit
+    assert run_bench.main(["report", "--reports", str(tmp_path)]) == 0
+    assert "| assoc" in next(tmp_path.glob("*/ab-head-scan.md")).read_text()
+
+
+def test_a_backend_made_unavailable_is_broken_with_its_reason(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "base", "unavailable") == 1
+    verdicts, out = _verdicts(capsys)
+    assert verdicts["assoc"] == "broken" and verdicts["sequential"] != "broken"
+    assert "missing in NEW: unavailable: made unavailable by this revision" in out
+
+
+def test_a_removed_backend_is_broken_unless_allowed_missing(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path / "a", "base", "removed") == 1
+    verdicts, out = _verdicts(capsys)
+    assert verdicts["assoc"] == "broken" and "no scan backend of this name in this tree" in out
+    assert _ab(repo, tmp_path / "b", "base", "removed", extra=["--allow-missing", "assoc"]) == 0
+    verdicts, out = _verdicts(capsys)
+    assert "assoc" not in verdicts and "Accepted as removed (1 BASE cases" in out
+
+
+def test_a_backend_that_aborts_the_process_is_broken_and_the_others_are_still_measured(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "base", "aborts") == 1
+    verdicts, out = _verdicts(capsys)
+    assert verdicts["assoc"] == "broken" and "SIGABRT" in out
+    assert verdicts["sequential"] in ("same", "noise")
+
+
+def test_the_working_tree_is_head_by_default_and_says_whether_it_has_changes(repo, tmp_path):
+    side = resolve("head", WORKING_TREE, repo)
+    assert side.impls == repo / "impls" and not side.dirty and "clean" in side.label
+    (repo / "impls" / "scan" / "sequential.py").write_text("# changed\n", append=False) if False else None
+    with open(repo / "impls" / "scan" / "sequential.py", "a") as handle:
+        handle.write("# an uncommitted change\n")
+    try:
+        changed = resolve("head", WORKING_TREE, repo)
+        assert changed.dirty and "uncommitted changes" in changed.label and changed.tree_digest != side.tree_digest
+    finally:
+        _git(repo, "checkout", "--", "impls")
+
+
+def test_a_revision_git_cannot_resolve_is_a_user_error(repo, tmp_path):
+    with pytest.raises(RevisionError, match="not a commit"):
+        resolve("base", "no-such-revision", repo)
+    with pytest.raises(SystemExit) as error:
+        run_bench.main(["ab", "no-such-revision", "--repo", str(repo), "--reports", str(tmp_path)])
+    assert error.value.code == 2 and "no-such-revision" in str(error.value)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_worker_imports_its_own_sides_impls_and_nothing_else(repo, tmp_path):
+    side = resolve("base", "removed", repo)
+    assert side.impls.is_relative_to(tmp_path / "cache")
+    worker = Worker(side, import_folder(side, tmp_path / "links"))
+    try:
+        answer = worker.request("groups", family="scan", config={"lengths": [8], "batch": 1, "channels": 2,
+                                                                 "dtypes": ["float32"], "modes": ["forward"],
+                                                                 "backends": ["assoc", "sequential"]}, device="cpu")
+        assert Path(worker.hello["impls"]) == side.impls.resolve()
+        assert [[k["backend"] for k in keys] for _, keys in answer["groups"]] == [["sequential"]]
+    finally:
+        worker.close()
+    wrong = resolve("base", "base", repo)
+    mismatched = Worker(wrong.__class__(**{**wrong.__dict__, "impls": tmp_path / "elsewhere"}),
+                        import_folder(wrong, tmp_path / "links2"))
+    with pytest.raises(SideUnmeasurable, match="not"):
+        mismatched.request("forget")
