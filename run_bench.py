@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 # factor a median paired ratio must pass, the rounds (least, most), and the round budget over the
 # preset's (both sides are timed in each round)
 AB_FACTOR = 1.1
-AB_ROUNDS = (10, 20)
+AB_ROUNDS = (12, 24)
 AB_BUDGET_SCALE = 2.0
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom, wilcoxon
 
-ALPHA = 0.01
+ALPHA = 0.001
 CONFIDENCE = 0.95
 
 

@@ -1,0 +1,112 @@
+"""How often `ab` cries wolf, and how often it catches a real slowdown, measured on this machine.
+
+    python tests/ab_power.py [--runs 10] [--slowdowns 1.1,1.2,1.5] [ab flags: --backends ... --lengths ...]
+
+A scratch repository holds this checkout's committed impls/ as `base`, and one commit per slowdown s
+whose `native` forward makes an extra in-place pass over the first (s - 1) * 3/2 of h's time steps:
+a real code change, bandwidth-bound like the scan, which adds about 2f of the 3 tensors native
+moves. Each trial runs `ab base base` (false alarms: any case called regression, improvement or
+broken) and `ab base <slowdown>` for each (detected: every native forward case called a
+regression; false alarms: any other case called changed), in one interleaved order. The same HEAD
+records are also compared with the stored baseline (baseline/*/, `compare --on floor`), as CI did
+before `ab`. A benchmark, not a test: it prints the table the README's CI section quotes."""
+import argparse
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.compare import compare  # noqa: E402
+from harness.records import load_rows  # noqa: E402
+from run_bench import AB_FACTOR  # noqa: E402
+
+INJECTION_POINT = "    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))\n"
+CHANGED = ("regression", "improvement", "broken")
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-c", "user.name=p", "-c", "user.email=p@p", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def scratch_repo(folder, slowdowns):
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "impls"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    _git(folder, "init", "-q")
+    _git(folder, "add", "impls")
+    _git(folder, "commit", "-q", "-m", "base")
+    _git(folder, "tag", "base")
+    native = folder / "impls" / "scan" / "native.py"
+    original = native.read_text()
+    assert INJECTION_POINT in original, "native.py changed: update INJECTION_POINT"
+    for slowdown in slowdowns:
+        fraction = min(1.0, (slowdown - 1) * 1.5)
+        extra = f"    h.narrow(1, 0, round({fraction} * h.shape[1])).mul_(1.0)  # injected: ~{slowdown}x\n"
+        native.write_text(original.replace(INJECTION_POINT, INJECTION_POINT + extra))
+        _git(folder, "commit", "-q", "-am", f"slower {slowdown}")
+        _git(folder, "tag", f"slow-{slowdown}")
+        _git(folder, "checkout", "-q", "base")
+
+
+def one_run(repo, target, reports, ab_flags):
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "ab", "base", target, "--repo", str(repo),
+                           "--reports", str(reports), "--no-progress", "--allow-failures", *ab_flags],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode == 2:
+        raise SystemExit(done.stderr)
+    runs = {side: sorted(reports.glob(f"*/runs/ab-{side}-*.jsonl"))[-1] for side in ("base", "head")}
+    return load_rows(runs["base"]), load_rows(runs["head"])
+
+
+def tally(table, slowed):
+    """(detected, false calls) for one comparison table; `slowed`: whether native forward was slowed."""
+    native_forward = (table.backend == "native") & (table["mode"] == "forward")
+    detected = bool(slowed and native_forward.any() and (table[native_forward].verdict == "regression").all())
+    others = table[~native_forward] if slowed else table
+    return detected, int(others.verdict.isin(CHANGED).sum()), table[native_forward].ratio.median()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--slowdowns", default="1.1,1.2,1.5")
+    parser.add_argument("--baseline", default=str(next((ROOT / "baseline").glob("cpu-*"), ROOT / "baseline")))
+    args, ab_flags = parser.parse_known_args()
+    slowdowns = [float(s) for s in args.slowdowns.split(",")]
+    baseline = load_rows(args.baseline)
+    results = {name: [] for name in ["same code"] + [f"{s}x" for s in slowdowns]}
+    with tempfile.TemporaryDirectory(prefix="ab-power-") as scratch:
+        repo = Path(scratch) / "repo"
+        repo.mkdir()
+        scratch_repo(repo, slowdowns)
+        for trial in range(args.runs):
+            for name, target, slowed in [("same code", "base", False)] + [(f"{s}x", f"slow-{s}", True) for s in slowdowns]:
+                base_rows, head_rows = one_run(repo, target, Path(scratch) / f"{trial}-{name}", ab_flags)
+                paired = compare(base_rows, head_rows, AB_FACTOR, on="time", paired=True)
+                stored = compare(baseline, head_rows.assign(machine_id="this-run"), 6, on="floor")
+                results[name].append((tally(paired.table, slowed), tally(stored.table, slowed)))
+                (ab, ab_false, ratio), (st, st_false, _) = results[name][-1]
+                print(f"trial {trial + 1} {name}: ab detected={ab} false={ab_false} (native forward ratio "
+                      f"{ratio:.3f}); stored-baseline compare detected={st} false={st_false}", flush=True)
+    print("\n| change | runs | `ab`: detected | `ab`: runs with a false call | `compare` vs stored baseline: detected "
+          "| `compare`: runs with a false call | median measured ratio (native forward) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, trials in results.items():
+        count = len(trials)
+        ab_hits = sum(t[0][0] for t in trials)
+        stored_hits = sum(t[1][0] for t in trials)
+        ratios = sorted(t[0][2] for t in trials)
+        print(f"| {name} | {count} | {'-' if name == 'same code' else f'{ab_hits}/{count}'} | "
+              f"{sum(t[0][1] > 0 for t in trials)}/{count} | {'-' if name == 'same code' else f'{stored_hits}/{count}'} | "
+              f"{sum(t[1][1] > 0 for t in trials)}/{count} | {ratios[len(ratios) // 2]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
