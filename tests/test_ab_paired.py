@@ -1,0 +1,114 @@
+"""The paired statistics behind `ab`'s verdicts, on synthetic paired samples with known answers:
+the interval's coverage, pure noise almost never called a change, a 1.2x shift found."""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from harness.ab.paired import ALPHA, median_interval, paired_verdict, signed_rank_p
+from harness.compare import compare
+
+TRUE_MEDIAN_RATIO = 1.0
+
+
+def _pairs(rng, rounds, shift, noise=0.10, drift=True):
+    """Per-round BASE and HEAD times: a drift common to both sides of a round (up to 3x, as this
+    machine's medians move), each call's own lognormal noise, and HEAD `shift` times slower."""
+    common = np.exp(rng.uniform(0, math.log(3), rounds)) if drift else np.ones(rounds)
+    base = common * np.exp(noise * rng.standard_normal(rounds))
+    head = shift * common * np.exp(noise * rng.standard_normal(rounds))
+    return base, head
+
+
+def test_the_interval_is_the_order_statistics_of_the_sign_test():
+    values = np.arange(1.0, 11.0)  # n = 10: [x_(2), x_(9)], coverage 1 - 2 P(Bin(10, 1/2) <= 1) = 97.85%
+    lo, hi, coverage = median_interval(values[::-1])
+    assert (lo, hi) == (2.0, 9.0) and coverage == pytest.approx(1 - 2 * 11 / 1024)
+    lo, hi, coverage = median_interval([3.0, 1.0, 2.0])  # too few for 95%: (min, max) and the coverage it has
+    assert (lo, hi) == (1.0, 3.0) and coverage == pytest.approx(0.75)
+    assert math.isnan(median_interval([])[0])
+
+
+@pytest.mark.parametrize("rounds", [6, 12, 24])
+def test_the_interval_covers_the_true_median_ratio_at_least_as_often_as_it_says(rounds):
+    rng = np.random.default_rng(rounds)
+    trials, covered, claimed = 2000, 0, None
+    for _ in range(trials):
+        base, head = _pairs(rng, rounds, shift=1.0)
+        lo, hi, claimed = median_interval(head / base)
+        covered += lo <= TRUE_MEDIAN_RATIO <= hi
+    # binomial sampling error of the observed rate: 3 standard deviations below the claim
+    assert covered / trials >= claimed - 3 * math.sqrt(claimed * (1 - claimed) / trials)
+    assert claimed >= 0.95 or rounds < 6
+
+
+def test_the_signed_rank_p_is_exact_for_small_samples():
+    assert signed_rank_p(np.linspace(0.1, 1.0, 10), "greater") == pytest.approx(1 / 1024)
+    assert signed_rank_p(np.linspace(0.1, 1.0, 10), "less") == pytest.approx(1.0)
+    assert signed_rank_p([0.0, 0.0, 0.0], "greater") == 1.0  # identical times: nothing to rank
+
+
+def _rates(shift, rounds, trials=1000, seed=0, noise=0.10):
+    rng = np.random.default_rng(seed)
+    counts = {}
+    for _ in range(trials):
+        verdict = paired_verdict(*_pairs(rng, rounds, shift, noise), factor=1.1).verdict
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return {k: v / trials for k, v in counts.items()}
+
+
+def test_pure_noise_under_a_3x_drift_is_almost_never_a_change():
+    rates = _rates(1.0, rounds=12, trials=4000)
+    assert rates.get("regression", 0) + rates.get("improvement", 0) <= ALPHA * 2
+
+
+def test_a_true_1_2x_slowdown_under_a_3x_drift_is_found_with_the_rounds_ab_takes():
+    """12 rounds (ab's least) suffice at 5% noise per call; at 10% it takes the 24 that ab goes on to
+    while a case's spread stays above 10% (at 12 rounds alpha 0.001 then finds only about half)."""
+    assert _rates(1.2, rounds=12, noise=0.05).get("regression", 0) >= 0.95
+    assert _rates(1.2, rounds=24, noise=0.10).get("regression", 0) >= 0.9
+
+
+def test_the_drift_is_what_pairing_removes():
+    """The same 1.2x under the same drift, judged as two unpaired samples (compare's Mann-Whitney on
+    the same rounds) is mostly missed: the pairing is what makes the difference."""
+    rng = np.random.default_rng(1)
+    found = 0
+    for _ in range(200):
+        base, head = _pairs(rng, 12, 1.2)
+        rows = lambda times: __import__("pandas").DataFrame([dict(
+            suite="perf", family="scan", backend="x", mode="forward", device="cpu", dtype="float32", B=1, L=1, D=1,
+            N=0, metric="time_s", value=float(np.median(times)), lo="", hi="", note="", samples=list(times),
+            machine_id="m")])
+        found += compare(rows(base), rows(head), 1.1, on="time").table.verdict.iloc[0] == "regression"
+    assert found / 200 < 0.5
+
+
+def test_a_ratio_within_the_factor_is_the_same_and_a_clear_speedup_is_an_improvement():
+    rng = np.random.default_rng(2)
+    assert paired_verdict(*_pairs(rng, 12, 1.05, noise=0.01), factor=1.1).verdict == "same"
+    faster = paired_verdict(*_pairs(rng, 12, 0.7), factor=1.1)
+    assert faster.verdict == "improvement" and faster.hi < 1 and faster.p_value < ALPHA
+
+
+def test_a_large_ratio_from_one_wild_round_is_noise_not_a_regression():
+    base = np.ones(12)
+    head = np.array([1.5] * 7 + [0.8] * 5)  # median 1.5, but five rounds the other way: not clear
+    verdict = paired_verdict(base, head, factor=1.1)
+    assert verdict.ratio == pytest.approx(1.5) and verdict.verdict == "noise"
+
+
+@pytest.mark.parametrize("base,head,message", [
+    ([1.0, 1.0], [1.0], "one time per round"),
+    ([], [], "one time per round"),
+    ([1.0, 0.0], [1.0, 1.0], "positive"),
+])
+def test_unpaired_or_nonpositive_samples_are_refused(base, head, message):
+    with pytest.raises(ValueError, match=message):
+        paired_verdict(base, head, factor=1.1)
+
+
+def test_binomial_sanity_of_the_claimed_coverage():
+    assert 1 - 2 * binom.cdf(2, 12, 0.5) >= 0.95  # n = 12 takes [x_(3), x_(10)]
+    assert median_interval(np.arange(12.0))[:2] == (2.0, 9.0)
