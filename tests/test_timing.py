@@ -125,11 +125,11 @@ def test_earlier_first_calls_are_kept(monkeypatch):
 def test_a_spread_above_ten_percent_is_flagged_in_the_row(spread, flagged):
     from harness.case_key import CaseKey
     from harness.cases import Case
-    from harness.perf import _timing_rows
+    from harness.perf import timing_rows
 
     key = CaseKey(family="scan", device="cpu", dtype="float32", mode="forward", B=1, L=4, D=1, N=0, backend="x")
     samples = [1.0 - spread / 2] * 3 + [1.0] + [1.0 + spread / 2] * 3  # p80 - p20 = spread
-    rows = _timing_rows(key, "u", Case(key, None, 0, 4), Timing(samples, 1.0, 1), {})
+    rows = timing_rows(key, "u", Case(key, None, 0, 4), Timing(samples, 1.0, 1), {})
     note = [r["note"] for r in rows if r["metric"] == "time_s"][0]
     assert ("spread" in note) == flagged
 
