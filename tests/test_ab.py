@@ -113,7 +113,6 @@ def test_a_backend_that_aborts_the_process_is_broken_and_the_others_are_still_me
 def test_the_working_tree_is_head_by_default_and_says_whether_it_has_changes(repo, tmp_path):
     side = resolve("head", WORKING_TREE, repo)
     assert side.impls == repo / "impls" and not side.dirty and "clean" in side.label
-    (repo / "impls" / "scan" / "sequential.py").write_text("# changed\n", append=False) if False else None
     with open(repo / "impls" / "scan" / "sequential.py", "a") as handle:
         handle.write("# an uncommitted change\n")
     try:
