@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness import sweeps
+from harness.isolation import CASE_TIMEOUT_S, SweepInterrupted
 from harness.cases import DTYPES
 from harness.shard import WHOLE, Shard
 
@@ -76,6 +77,16 @@ def _shard(text):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number of seconds")
+    return value
+
+
 def _positive_int(text):
     value = int(text)
     if value <= 0:
@@ -111,7 +122,11 @@ def _sweep_flags(parser, after_command=False):
              "sweep redoes only the shards that did not finish (submit passes it)")
     add("--no-progress", action="store_true", default=default(False), help="no progress bar")
     add("--allow-failures", action="store_true", default=default(False),
-        help="exit 0 even when in-domain cases fail their checks (an exploratory sweep); they are still listed")
+        help="exit 0 even when in-domain cases fail their checks or crash (an exploratory sweep); they are still listed")
+    add("--case-timeout", default=default(None), type=_positive_float, metavar="S",
+        help=f"seconds a case may run before it is recorded as hung and its worker killed (default {CASE_TIMEOUT_S:g})")
+    add("--retry-crashed", action="store_true", default=default(False),
+        help="run again the cases that raised, crashed or were quarantined in this sweep's run")
 
 
 def _perf_flags(parser, after_command=False):
@@ -284,16 +299,24 @@ def perf_plan(args, here=True, ab=False):
     return configs, Rounds(least, most, budget)
 
 
-def cmd_accuracy(args, device, config):
+def isolated(args):
+    """The worker each sweep's cases run in: a crash or a hang is recorded and the sweep goes on."""
+    from harness.isolation import Isolated
+
+    return Isolated(args.threads if hasattr(args, "threads") else None, args.case_timeout or CASE_TIMEOUT_S)
+
+
+def cmd_accuracy(args, device, config, executor=None):
     from harness.accuracy import run_accuracy
 
     run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress,
-                       shard=args.shard, keep_complete=args.skip_complete)
+                       shard=args.shard, keep_complete=args.skip_complete, executor=executor,
+                       retry_crashed=args.retry_crashed)
     print(f"accuracy: {len(run.rows)} rows in {run.rows_path}")
     return run
 
 
-def cmd_perf(args, device, plan):
+def cmd_perf(args, device, plan, executor=None):
     from harness.perf import perf_groups, run_perf
 
     configs, rounds = plan
@@ -303,7 +326,7 @@ def cmd_perf(args, device, plan):
         run = run_perf(family, config, device, args.reports, rounds=rounds,
                        min_sample_s=chosen["min_sample_s"], memory=chosen["memory"] and not args.no_memory,
                        resume=not args.fresh, progress=not args.no_progress, shard=args.shard, shard_offset=offset,
-                       keep_complete=args.skip_complete)
+                       keep_complete=args.skip_complete, executor=executor, retry_crashed=args.retry_crashed)
         offset += len(perf_groups(family, config, device))
         print(f"perf {family}: {len(run.rows)} rows in {run.rows_path}")
         runs.append(run)
@@ -504,11 +527,17 @@ def main(argv=None):
         return cmd_ab(args, device)
     accuracy = accuracy_config(args) if args.command in (None, "accuracy") else None
     plan = perf_plan(args) if args.command in (None, "perf") else None
-    runs = []
-    if accuracy is not None:
-        runs.append(cmd_accuracy(args, device, accuracy))
-    if plan is not None:
-        runs += cmd_perf(args, device, plan)
+    runs, executor = [], isolated(args)
+    try:
+        if accuracy is not None:
+            runs.append(cmd_accuracy(args, device, accuracy, executor))
+        if plan is not None:
+            runs += cmd_perf(args, device, plan, executor)
+    except SweepInterrupted as stop:
+        print(f"interrupted ({stop}); run the same command again to resume", file=sys.stderr)
+        return 143
+    finally:
+        executor.close()
     if args.command is None:
         cmd_report(args.reports)
     return sweep_status([row for run in runs for row in run.rows], args.allow_failures)

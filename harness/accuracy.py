@@ -5,6 +5,9 @@ from tqdm import tqdm
 from impls import all_scan_backends, conv_backends
 
 from .case_key import CaseKey
+from .crashes import (CRASHED, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows, quarantine_note,
+                      quarantined_from, raised_note)
+from .isolation import CaseCrashed, InProcess
 from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
 from .records import open_run
@@ -67,11 +70,37 @@ def _measure(key, regime, config):
     return check_conv(backend, u, K, gradients=gradients), []
 
 
-def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=WHOLE, keep_complete=False):
+def accuracy_unit(unit_id, key, regime, config, progress=None):
+    """The rows of one accuracy case. A backend that raises gives a `raised` row: only its case is lost."""
+    key = CaseKey.from_row(key)
+    if progress is not None:
+        progress(key.backend)
+    try:
+        verdicts, outside = _measure(key, regime, config)
+    except Exception as error:  # the kernel's failure is a finding about it, not the end of the sweep
+        return not_finished_rows(key, "accuracy", unit_id, RAISED, raised_note(error), regime)
+    if verdicts is None:  # the backend's declared limits refuse these inputs
+        row = skipped_row("accuracy", key.family, key.backend, key.device, key.dtype, outside,
+                          B=key.B, L=key.L, D=key.D, N=key.N, regime=regime)
+        return [dict(row, unit_id=unit_id)]
+    base = dict(key.as_row(), suite="accuracy", unit_id=unit_id, regime=regime, note="; ".join(outside))
+    rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)
+            for v in verdicts for metric, unit in VERDICT_METRICS.items()]
+    rows.append(dict(base, mode="inputs", metric="in_domain", value=float(not outside), unit="1"))
+    return rows
+
+
+def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=WHOLE, keep_complete=False,
+                 executor=None, retry_crashed=False):
     """The accuracy sweep (its `shard` of it), resumed where a killed run of it stopped; with
-    `keep_complete`, a complete run of the same sweep is returned as it is."""
+    `keep_complete`, a complete run of the same sweep is returned as it is. `executor` runs each case
+    (isolation.py: in a worker process that a crash or a hang cannot take the sweep down with);
+    by default in this process, where an exception is recorded but a fatal signal is not survived."""
+    executor = executor or InProcess()
     settings = {**config, "device": device, **({} if shard.whole else {"shard": str(shard)})}
-    run = open_run(reports_dir, "accuracy", settings, resume=resume, keep_complete=keep_complete)
+    run = open_run(reports_dir, "accuracy", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
+    if retry_crashed:
+        run.retry(lambda row: row["metric"] in NOT_FINISHED)
     if run.meta["status"] == "complete":
         return run
     done = run.done_units()
@@ -80,20 +109,19 @@ def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=
     if skipped:
         run.add_unit(skipped)
     units = shard.take(accuracy_units(config, device))
+    quarantine = quarantined_from(run.rows)
     for unit_id, key, regime in tqdm(units, desc=f"accuracy {shard}" if not shard.whole else "accuracy",
                                      disable=not progress):
         if unit_id in done:
             continue
-        verdicts, outside = _measure(key, regime, config)
-        if verdicts is None:  # the backend's declared limits refuse these inputs
-            row = skipped_row("accuracy", key.family, key.backend, device, key.dtype, outside,
-                              B=key.B, L=key.L, D=key.D, N=key.N, regime=regime)
-            run.add_unit([dict(row, unit_id=unit_id)])
+        if key.backend in quarantine:
+            run.add_unit(not_finished_rows(key, "accuracy", unit_id, QUARANTINED, quarantine[key.backend], regime))
             continue
-        base = dict(key.as_row(), suite="accuracy", unit_id=unit_id, regime=regime, note="; ".join(outside))
-        rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)
-                for v in verdicts for metric, unit in VERDICT_METRICS.items()]
-        rows.append(dict(base, mode="inputs", metric="in_domain", value=float(not outside), unit="1"))
+        try:
+            rows = executor.run("accuracy_unit", unit_id=unit_id, key=key.as_row(), regime=regime, config=config)
+        except CaseCrashed as crash:
+            quarantine[key.backend] = quarantine_note(key.backend, unit_id, crash.why)
+            rows = not_finished_rows(key, "accuracy", unit_id, CRASHED, crash.why, regime)
         run.add_unit(rows)
     run.finish()
     return run

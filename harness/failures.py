@@ -1,4 +1,5 @@
-"""A sweep's own verdict: every case that fails its check inside its backend's declared domain.
+"""A sweep's own verdict: every case that fails its check inside its backend's declared domain, and
+every case that raised, crashed its worker or was quarantined (crashes.py).
 
 An accuracy row fails with `passed` 0; a perf case fails when its check's `worst_ratio` exceeds 1
 (it then gets no time). A case whose inputs lie outside the declared domain (`in_domain` 0) is
@@ -6,6 +7,8 @@ reported, not judged: the tolerance never promised it. The CLI prints `summary` 
 there is any failure, after every row and the report are written."""
 import math
 from dataclasses import dataclass
+
+from .crashes import NOT_FINISHED
 
 IDENTITY = ("suite", "family", "backend", "dtype")
 
@@ -40,9 +43,12 @@ def failures(rows):
               if r.get("suite") == "accuracy" and r.get("metric") == "worst_ratio"}
     found = {}
     for row in rows:
-        if _case(row) in outside:
+        if row.get("metric") in NOT_FINISHED:  # a crash is a failure wherever its inputs lay
+            quantity, ratio = row["metric"], math.inf
+            example = f"L={row.get('L')}{', ' + row['mode'] if row.get('mode') else ''}: {row.get('note')}"
+        elif _case(row) in outside:
             continue
-        if row.get("suite") == "accuracy" and row.get("metric") == "passed" and _number(row.get("value")) == 0:
+        elif row.get("suite") == "accuracy" and row.get("metric") == "passed" and _number(row.get("value")) == 0:
             quantity = row["mode"]
             ratio = ratios.get((row["unit_id"], quantity), math.inf)
             example = f"L={row.get('L')}, {row.get('regime')}"
@@ -63,8 +69,11 @@ def summary(found):
     """Lines for the terminal: what failed, how badly, and how to explore without failing."""
     if not found:
         return ""
-    lines = [f"FAILED: {sum(f.cases for f in found)} in-domain case checks fail their declared tolerance "
-             "(exit 1; --allow-failures keeps exit 0 for an exploratory sweep):"]
-    lines += [f"  {f.suite} {f.family} {f.backend} {f.dtype or '-'} {f.quantity}: worst {f.worst_ratio:.3g}x the "
-              f"allowed error, {f.cases} case{'s' if f.cases != 1 else ''} (e.g. {f.example})" for f in found]
+    lines = [f"FAILED: {sum(f.cases for f in found)} in-domain case checks fail their declared tolerance or did not "
+             "finish (exit 1; --allow-failures keeps exit 0 for an exploratory sweep):"]
+    plural = lambda n: f"{n} case{'s' if n != 1 else ''}"  # noqa: E731
+    lines += [f"  {f.suite} {f.family} {f.backend} {f.dtype or '-'} {f.quantity}: {plural(f.cases)}, e.g. {f.example}"
+              if f.quantity in NOT_FINISHED else
+              f"  {f.suite} {f.family} {f.backend} {f.dtype or '-'} {f.quantity}: worst {f.worst_ratio:.3g}x the "
+              f"allowed error, {plural(f.cases)} (e.g. {f.example})" for f in found]
     return "\n".join(lines)

@@ -9,7 +9,10 @@ from tqdm import tqdm
 from impls import all_scan_backends
 
 from .case_key import CaseKey
+from .crashes import (CRASHED, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows, quarantine_note,
+                      quarantined_from, raised_note)
 from .cases import build
+from .isolation import CaseCrashed, InProcess
 from .memory import cpu_peaks, cuda_peak_above_start
 from .records import open_run
 from .shard import WHOLE
@@ -142,14 +145,54 @@ def _cpu_memory_rows(rows):
             for k, p in zip(keys, peaks)]
 
 
+def perf_group(unit_id, keys, device, rounds, min_sample_s, memory, progress=None):
+    """The rows of one interleaved group: every case checked, the ones that pass timed with the floor.
+    A case that raises (built, checked or timed) gets a `raised` row and the others go on."""
+    keys, rounds = [CaseKey.from_row(k) for k in keys], Rounds(**rounds)
+    rows, cases, cold_s = [], {}, {}
+    for key in keys:
+        if progress is not None:
+            progress(key.backend)
+        try:
+            case = _checked(key, unit_id, rows, cold_s)
+        except Exception as error:  # the kernel's failure is a finding about it, not the end of the group
+            rows += not_finished_rows(key, "perf", unit_id, RAISED, raised_note(error))
+            continue
+        if case is not None:
+            cases[key.backend] = case
+    needs_floor = any(c.bytes_moved for c in cases.values())
+    # recorded under the group's family (backend 'floor'), built as the floor family
+    floor_keys = [keys[0].replace(backend=name) for name in floor_names(device)] if needs_floor else []
+    floor_cases = {k.backend: build(k.replace(family="floor")) for k in floor_keys}
+    runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
+    failed = {}
+    timings = interleaved(runs, device, rounds, min_sample_s, cold_s, progress=progress, failed=failed) if runs else {}
+    floors = {name: (case, timings[name]) for name, case in floor_cases.items() if name in timings}
+    for key in keys + floor_keys:
+        if key.backend in failed:
+            rows += not_finished_rows(key, "perf", unit_id, RAISED, f"while timed: {failed[key.backend]}")
+        elif key.backend in timings:
+            case = floor_cases.get(key.backend) or cases[key.backend]
+            rows += timing_rows(key, unit_id, case, timings[key.backend], floors)
+    if memory and device != "cpu":
+        rows += _cuda_memory_rows([k for k in keys if k.backend not in failed], unit_id, cases, device)
+    del cases, runs
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache
+    return rows
+
+
 def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, memory=True, resume=True, progress=True,
-             shard=WHOLE, shard_offset=0, keep_complete=False):
+             shard=WHOLE, shard_offset=0, keep_complete=False, executor=None, retry_crashed=False):
     """One family's perf sweep (its `shard` of it: `shard_offset` groups of the sweep come before this
     family's), resumed where a killed run of it stopped; with `keep_complete`, a complete run of the
     same sweep is returned as it is."""
     settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s, "memory": memory,
                 **({} if shard.whole else {"shard": str(shard), "shard_offset": shard_offset})}
-    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume, keep_complete=keep_complete)
+    executor = executor or InProcess()
+    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
+    if retry_crashed:
+        run.retry(lambda row: row["metric"] in NOT_FINISHED)
     if run.meta["status"] == "complete":
         return run
     done = run.done_units()
@@ -158,31 +201,29 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
     if skipped:
         run.add_unit(skipped)
     groups = shard.take(perf_groups(family, config, device), shard_offset)
+    quarantine = quarantined_from(run.rows)
     for unit_id, keys in tqdm(groups, desc=f"perf {family}" + ("" if shard.whole else f" {shard}"), disable=not progress):
         if unit_id in done:
             continue
-        rows, cases, cold_s = [], {}, {}
-        for key in keys:
-            case = _checked(key, unit_id, rows, cold_s)
-            if case is not None:
-                cases[key.backend] = case
-        needs_floor = any(c.bytes_moved for c in cases.values())
-        # recorded under the group's family (backend 'floor'), built as the floor family
-        floor_keys = [keys[0].replace(backend=name) for name in floor_names(device)] if needs_floor else []
-        floor_cases = {k.backend: build(k.replace(family="floor")) for k in floor_keys}
-        runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
-        timings = interleaved(runs, device, rounds, min_sample_s, cold_s) if runs else {}
-        floors = {name: (case, timings[name]) for name, case in floor_cases.items()}
-        for key in keys + floor_keys:
-            if key.backend in timings:
-                case = floor_cases.get(key.backend) or cases[key.backend]
-                rows += timing_rows(key, unit_id, case, timings[key.backend], floors)
-        if memory and device != "cpu":
-            rows += _cuda_memory_rows(keys, unit_id, cases, device)
+        crashed, measured = [], []
+        while True:  # a case that crashes its worker is recorded, and the group measured again without it
+            live = [k for k in keys if k.backend not in quarantine]
+            try:
+                measured = executor.run("perf_group", unit_id=unit_id, keys=[k.as_row() for k in live], device=device,
+                                        rounds=asdict(rounds), min_sample_s=min_sample_s, memory=memory) if live else []
+                break
+            except CaseCrashed as crash:
+                culprit = [k for k in live if k.backend == crash.backend]
+                if not culprit:  # in the floor or between cases: no backend to blame, the group is lost
+                    crashed += [r for k in live for r in not_finished_rows(k, "perf", unit_id, CRASHED,
+                                                                          f"the group's worker died: {crash.why}")]
+                    break
+                crashed += not_finished_rows(culprit[0], "perf", unit_id, CRASHED, crash.why)
+                quarantine[crash.backend] = quarantine_note(crash.backend, unit_id, crash.why)
+        blamed = {r["backend"] for r in crashed}
+        rows = crashed + measured + [r for k in keys if k.backend in quarantine and k.backend not in blamed
+                                     for r in not_finished_rows(k, "perf", unit_id, QUARANTINED, quarantine[k.backend])]
         run.add_unit(rows)
-        del cases, runs
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache
     if memory and device == "cpu" and MEMORY_UNIT not in done:
         run.add_unit(_cpu_memory_rows(run.rows))
     run.finish()

@@ -149,6 +149,20 @@ class Run:
         append_durably(self.rows_path, "".join(json.dumps(r) + "\n" for r in stamped))
         self.rows.extend(stamped)
 
+    def retry(self, failed):
+        """Measure again every unit with a row for which `failed(row)` is true: their rows are dropped
+        (the file rewritten once, atomically) and a complete run is running again."""
+        units = {row["unit_id"] for row in self.rows if failed(row)}
+        if not units:
+            return units
+        self.rows = [row for row in self.rows if row["unit_id"] not in units]
+        atomic_write_text(self.rows_path, "".join(json.dumps(r) + "\n" for r in self.rows))
+        if self.meta["status"] != "running":
+            self.meta.update(status="running")
+            self.meta.pop("finished", None)
+            atomic_write_text(self.meta_path, json.dumps(self.meta, indent=1, default=str))
+        return units
+
     def finish(self):
         append_durably(self.rows_path, "")  # a complete run has a rows file, if empty (a shard with no unit)
         self.meta.update(status="complete", finished=utc_now())

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .case_key import CASE_FIELDS  # noqa: E402
+from .crashes import NOT_FINISHED  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_sweeps, load_rows  # noqa: E402
 
@@ -83,6 +84,19 @@ def skipped_markdown(rows):
              .agg(lambda w: f"{sum(1 for x in w if x)} cases, e.g. {next(x for x in w if x)}" if any(w) else "all")
              .reset_index().rename(columns={"dtype": "dtype ('' = every)", "note": "why", "where": "cases"}))
     return "\n## Not run here\n\n" + table.to_markdown(index=False) + "\n"
+
+
+def not_finished_markdown(rows):
+    """Every case that raised, crashed its worker, hung or was quarantined, with what happened; '' when none."""
+    unfinished = rows[rows["metric"].isin(NOT_FINISHED)]
+    if unfinished.empty:
+        return ""
+    columns = ["backend", "dtype", "mode", "regime", "L", "metric", "note"]
+    table = unfinished[[c for c in columns if c in unfinished]].rename(columns={"metric": "what", "note": "what happened"})
+    return ("\n## Raised, crashed or not run\n\nCases that raised an exception, killed their worker (a fatal signal; "
+            "faulthandler's stack), hung past `--case-timeout`, or were not run because their backend had crashed its "
+            "worker (`--retry-crashed` runs them again). Each fails the sweep.\n\n"
+            + table.to_markdown(index=False) + "\n")
 
 
 def _fmt(value, spec):
@@ -203,7 +217,7 @@ def render_machine(machine_dir):
                 text += ("\n## bfloat16: error against L\n\nWhat training in bfloat16 costs each backend: a backend "
                          "rounding every step in bf16 drifts with L, one accumulating in float32 stays at the output's "
                          "own rounding.\n\n![bfloat16 error vs L](plots/accuracy-bfloat16-error-vs-L.png)\n")
-            text += skipped_markdown(rows)
+            text += not_finished_markdown(rows) + skipped_markdown(rows)
         else:
             table = perf_table(rows)
             images = []
@@ -215,7 +229,7 @@ def render_machine(machine_dir):
                     "ratio to the bandwidth floor (harness/floor.py: fused elementwise passes moving the bytes the case "
                     "must move, allocating their outputs as every backend does), measured in the same rounds; "
                     "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
-                    "time.\n" + perf_markdown(table) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
+                    "time.\n" + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
         if sweep.unfinished:
             heading_end = text.index("\n", len(GENERATED))
             text = (text[:heading_end] + f"\n\n**Incomplete: shard {', '.join(sweep.unfinished)}.** Submit or run it "

@@ -103,25 +103,46 @@ def seconds_per_call(fn, number, device):
     return (time.perf_counter() - start) / number
 
 
-def interleaved(cases, device, rounds: Rounds, min_sample_s, first_call_s=None):
+def interleaved(cases, device, rounds: Rounds, min_sample_s, first_call_s=None, progress=None, failed=None):
     """name -> Timing, for name -> fn; each sample repeats fn until it lasts min_sample_s.
 
     first_call_s: cold first-call times measured earlier (before any check warmed the case up).
+    progress: called with a case's name before each of its samples (an isolated sweep's worker
+    announces the case in flight). failed: where a case that raises goes (name -> why); it leaves the
+    rounds, and the others go on.
     """
+    failed = {} if failed is None else failed
+    announce = progress or (lambda name: None)
     first, number = dict(first_call_s or {}), {}
     for name, fn in cases.items():
-        cold = seconds_per_call(fn, 1, device)
+        announce(name)
+        try:
+            cold = seconds_per_call(fn, 1, device)
+            steady = seconds_per_call(fn, 1, device)
+        except Exception as error:  # a kernel that raises only when called again is its own finding
+            failed[name] = f"{type(error).__name__}: {error}"
+            continue
         first.setdefault(name, cold)
-        steady = seconds_per_call(fn, 1, device)
         number[name] = max(1, math.ceil(min_sample_s / max(steady, 1e-9)))
+    cases = {name: fn for name, fn in cases.items() if name not in failed}
     samples = {name: [] for name in cases}
     order = list(cases)
     started = time.perf_counter()
-    for round_index in range(rounds.most):
+    for round_index in range(rounds.most if order else 0):
         # rotated each round, so no case always runs right after the heaviest one (caches, clocks)
         shift = round_index % len(order)
         for name in order[shift:] + order[:shift]:
-            samples[name].append(seconds_per_call(cases[name], number[name], device))
+            if name in failed:
+                continue
+            announce(name)
+            try:
+                samples[name].append(seconds_per_call(cases[name], number[name], device))
+            except Exception as error:
+                failed[name] = f"{type(error).__name__}: {error}"
+        cases = {name: fn for name, fn in cases.items() if name not in failed}
+        samples = {name: v for name, v in samples.items() if name not in failed}
+        if not cases:
+            break
         if round_index + 1 >= rounds.least:
             timings = {name: Timing(samples[name], first[name], number[name]) for name in cases}
             settled = all(t.iqr_fraction < rounds.iqr_threshold for t in timings.values())

@@ -13,12 +13,7 @@ import os
 import sys
 import traceback
 
-
-def _answers():
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
+from ..worker_process import answer_stream
 
 
 class Cases:
@@ -78,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--backend-module", action="append", default=[])
     args = parser.parse_args(argv)
     sys.path.insert(0, args.folder)
-    answers = _answers()
+    answers = answer_stream()
 
     def send(message):
         answers.write(json.dumps(message) + "\n")
