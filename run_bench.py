@@ -335,7 +335,11 @@ def cmd_perf(args, device, plan, executor=None):
 
 def _job_argv(args):
     """run_bench.py's arguments for one shard of the sweep `args` describes, every flag spelled out."""
-    argv = [args.sweep, "--preset", args.preset, "--device", args.device, "--reports", str(Path(args.reports).resolve())]
+    # a shard whose cases fail their checks or crash has still done its job: its records say so and
+    # `report` shows them; exiting 1 would have submit call the job failed and resubmit it forever
+    argv = [args.sweep, "--preset", args.preset, "--device", args.device, "--reports", str(Path(args.reports).resolve()),
+            "--allow-failures"]
+    argv += ["--case-timeout", str(args.case_timeout)] if args.case_timeout else []
     modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
     listed = {"--backends": args.backends, "--lengths": args.lengths, "--dtypes": args.dtypes, "--backend-module": modules}
     counts = {"--batch": args.batch, "--channels": args.channels}
@@ -429,7 +433,8 @@ def cmd_ab(args, device):
     from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, resolve
     from harness.ab.runner import run_ab
     from harness.ab.sides import Worker
-    from harness.compare import summary_markdown
+    from harness.ab.paired import ALPHA, MIN_PAIRED_ROUNDS
+    from harness.compare import CompareError, summary_markdown
     from harness.records import atomic_write_text
 
     if not args.shard.whole or args.skip_complete:
@@ -439,6 +444,9 @@ def cmd_ab(args, device):
     if not (math.isfinite(factor) and factor > 1):
         raise UserError(f"ab: --factor must be a finite number > 1, got {factor}")
     plan, rounds = perf_plan(args, ab=True)
+    if rounds.least < MIN_PAIRED_ROUNDS:
+        raise UserError(f"ab: --rounds {rounds.least}: below {MIN_PAIRED_ROUNDS} paired rounds the signed-rank test "
+                        f"cannot reach p < {ALPHA} even when every round is slower, so no regression could be called")
     try:
         sides = {"base": resolve("base", args.base_revision, args.repo),
                  "head": resolve("head", args.head_revision or WORKING_TREE, args.repo)}
@@ -447,12 +455,16 @@ def cmd_ab(args, device):
     print(f"ab: BASE = {sides['base'].label}\n    HEAD = {sides['head'].label}")
     modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
     with tempfile.TemporaryDirectory(prefix="scanlab-ab-") as scratch:
-        workers = {name: Worker(side, import_folder(side, scratch), args.threads, modules) for name, side in sides.items()}
+        workers = {name: Worker(side, import_folder(side, scratch), args.threads, modules,
+                                args.case_timeout or CASE_TIMEOUT_S) for name, side in sides.items()}
         try:
             chosen = sweeps.preset(args.preset)
-            comparison, runs = run_ab(plan, device, args.reports, sides, workers, rounds, chosen["min_sample_s"], factor,
-                                      allow_missing=args.allow_missing, resume=not args.fresh,
-                                      progress=not args.no_progress)
+            comparison, runs, unmeasurable = run_ab(plan, device, args.reports, sides, workers, rounds,
+                                                    chosen["min_sample_s"], factor, allow_missing=args.allow_missing,
+                                                    resume=not args.fresh, progress=not args.no_progress)
+        except CompareError as error:  # nothing on BASE's side at all: nothing was compared
+            print(f"ab FAILED: {error}", file=sys.stderr)
+            return 1
         finally:
             for worker in workers.values():
                 worker.close()
@@ -463,7 +475,11 @@ def cmd_ab(args, device):
     if args.out:
         atomic_write_text(args.out, text)
     status = sweep_status([row for run in runs["head"] for row in run.rows], args.allow_failures)
-    return 1 if comparison.regressions else status
+    for name, why in unmeasurable.items():  # a gate that compared nothing must not pass
+        print(f"ab FAILED: {name.upper()} ({sides[name].label}) could not be measured: {why}")
+    if not comparison.compared:
+        print("ab FAILED: no backend case was timed on both sides: nothing was compared")
+    return 1 if comparison.regressions or unmeasurable or not comparison.compared else status
 
 
 def cmd_import(args):

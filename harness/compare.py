@@ -18,6 +18,7 @@ from .ab.paired import paired_verdict
 from .case_key import RECORD_KEY
 
 KEY = list(RECORD_KEY)
+REFERENCES = ("floor", "floor_prealloc", "copy")  # the harness's reference passes (perf.floor_names)
 # asv's level. A CI compare judges ~50 cases: at 0.01, 20% noise alone called one "regression" in
 # 110 (measured on synthetic samples), a false alarm in 4 of 10 CI runs. The exact one-sided p at
 # complete separation is 1/C(2n, n): 0.004 at n = 5 rounds a side (never below ALPHA), 0.001 at 6.
@@ -70,8 +71,16 @@ class Comparison:
 
     @property
     def regressions(self):
-        """Cases that fail the change: regressions and broken cases (exit 1)."""
-        return int(self.table["verdict"].isin(["regression", "broken"]).sum())
+        """Cases that fail the change: regressions and broken cases (exit 1). The floors are the
+        harness's own reference passes, not a backend: their ratios show the run's noise, never fail it."""
+        judged = ~self.table["backend"].isin(REFERENCES)
+        return int((self.table["verdict"].isin(["regression", "broken"]) & judged).sum())
+
+    @property
+    def compared(self):
+        """Backend cases timed on both sides."""
+        judged = ~self.table["backend"].isin(REFERENCES)
+        return int((self.table["verdict"].isin(["regression", "improvement", "noise", "same"]) & judged).sum())
 
 
 def _cases(rows, metric):
@@ -179,6 +188,9 @@ def summary_markdown(comparison):
     lines = [f"## compare: {len(table)} BASE cases, factor {comparison.factor}, on {shown_metric}"
              + (", paired rounds" if "ratio_lo" in table else ""), "",
              ", ".join(f"{counts.get(k, 0)} {k}" for k in VERDICTS), ""]
+    if table["backend"].isin(REFERENCES).any():
+        lines += [f"The floors ({', '.join(sorted(set(table.backend) & set(REFERENCES)))}) are the harness's reference "
+                  "passes, the same code on both sides: their ratios show the run's noise and never fail it.", ""]
     if comparison.metric == "floor_multiple":
         lines += ["Compared on `x floor`, each case's per-round ratio to the bandwidth floor measured in the same "
                   "run, not on absolute time, which does not carry across machines or a noisy machine's hours.", ""]

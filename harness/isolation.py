@@ -55,7 +55,8 @@ class Isolated:
         # the worker imports what this process can: scanlab, plugins on the caller's path (and those
         # named by --backend-module, through plugins.MODULES_ENV, which it inherits)
         path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-        self.worker = WorkerProcess(argv, {**os.environ, "PYTHONPATH": path}, case_timeout_s)
+        # run from ROOT: `python -m` puts the working folder first, and it must find this harness
+        self.worker = WorkerProcess(argv, {**os.environ, "PYTHONPATH": path}, case_timeout_s, cwd=ROOT)
 
     def run(self, op, **fields):
         started = []

@@ -44,8 +44,8 @@ def death(code):
 
 
 class WorkerProcess:
-    def __init__(self, argv, env=None, timeout_s=1800.0, start_timeout_s=300.0):
-        self.argv, self.env = argv, env
+    def __init__(self, argv, env=None, timeout_s=1800.0, start_timeout_s=300.0, cwd=None):
+        self.argv, self.env, self.cwd = argv, env, cwd
         self.timeout_s, self.start_timeout_s = timeout_s, start_timeout_s
         self.process = self.hello = None
         self.starts = 0
@@ -59,7 +59,7 @@ class WorkerProcess:
         self.close()
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True, env=self.env)
+                                        text=True, env=self.env, cwd=self.cwd)
         self.answers = queue.Queue()
         threading.Thread(target=_read_lines, args=(self.process.stdout, self.answers), daemon=True).start()
         self.starts += 1

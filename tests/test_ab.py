@@ -12,14 +12,21 @@ from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, res
 from harness.ab.sides import SideUnmeasurable, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = "impls/scan/__init__.py"
 REGISTRATION = '    "assoc": _module_loader("assoc"),\n'
-VARIANTS = {
-    "unavailable": '    "assoc": lambda: ScanBackend(name="assoc", kind="scan", fn=None, '
-                   'unavailable_reason="made unavailable by this revision"),\n',
-    "removed": "",
+ASSOC_SCAN = "scan = scan_from_core(assoc_states, float16_in_float32=True)\n"
+VARIANTS = {  # name -> (file, text replaced, by)
+    "unavailable": (REGISTRY, REGISTRATION, '    "assoc": lambda: ScanBackend(name="assoc", kind="scan", fn=None, '
+                                            'unavailable_reason="made unavailable by this revision"),\n'),
+    "removed": (REGISTRY, REGISTRATION, ""),
     # the kernel, not its registration: the process dies inside the first call
-    "aborts": '    "assoc": lambda: __import__("dataclasses").replace(_module_loader("assoc")(), '
-              'fn=lambda *args, **kwargs: __import__("os").abort()),\n',
+    "aborts": (REGISTRY, REGISTRATION, '    "assoc": lambda: __import__("dataclasses").replace(_module_loader("assoc")(), '
+                                       'fn=lambda *args, **kwargs: __import__("os").abort()),\n'),
+    # 3 ms more a call: several times slower at these sizes
+    "slower": ("impls/scan/assoc.py", ASSOC_SCAN, "_fast = " + ASSOC_SCAN.split(" = ", 1)[1] + "\n\n"
+               "def scan(a, kv, h0=None):\n    __import__('time').sleep(0.003)\n    return _fast(a, kv, h0)\n"),
+    # a tree HEAD's harness cannot import at all
+    "unimportable": ("impls/__init__.py", '"""', 'raise ImportError("this revision does not import")\n"""'),
 }
 
 
@@ -37,11 +44,10 @@ def repo(tmp_path_factory):
     _git(repo, "add", "impls")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
     _git(repo, "tag", "base")
-    registry = repo / "impls" / "scan" / "__init__.py"
-    original = registry.read_text()
-    assert REGISTRATION in original
-    for name, line in VARIANTS.items():
-        registry.write_text(original.replace(REGISTRATION, line))
+    for name, (path, old, new) in VARIANTS.items():
+        original = (repo / path).read_text()
+        assert old in original, (path, old)
+        (repo / path).write_text(original.replace(old, new, 1))
         _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", name)
         _git(repo, "tag", name)
         _git(repo, "checkout", "-q", "base")
@@ -56,7 +62,7 @@ def scratch_cache(tmp_path, monkeypatch):
 def _ab(repo, reports, *revisions, extra=()):
     args = ["ab", *revisions, "--repo", str(repo), "--preset", "ci", "--family", "scan", "--backends",
             "assoc,sequential", "--lengths", "33", "--batch", "1", "--channels", "4", "--modes", "forward",
-            "--rounds", "3", "--no-progress", "--reports", str(reports), *extra]
+            "--rounds", "10", "--no-progress", "--reports", str(reports), *extra]
     try:
         return run_bench.main(args)
     except SystemExit as error:
@@ -66,8 +72,14 @@ def _ab(repo, reports, *revisions, extra=()):
 def _verdicts(capsys):
     """backend -> verdict from the verdict table (the first table of the summary), and all that was printed."""
     out = capsys.readouterr().out
-    table = out.split("## compare")[1].split("\n\n")[2].splitlines()[2:]
-    return {cells[9].strip(): cells[-3].strip() for cells in (line.split("|") for line in table)}, out
+    lines = out.split("## compare")[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| family"))
+    header = [cell.strip() for cell in lines[start].split("|")]
+    table = [[cell.strip() for cell in line.split("|")] for line in lines[start + 2:] if line.startswith("|")
+             and not line.startswith("| family")]
+    end = next((i for i, line in enumerate(lines[start:]) if not line.startswith("|")), len(lines))
+    table = table[:end - 2]
+    return {cells[header.index("backend")]: cells[header.index("verdict")] for cells in table}, out
 
 
 def test_the_same_code_on_both_sides_is_no_regression_and_both_sides_are_recorded(repo, tmp_path, capsys):
@@ -80,7 +92,7 @@ def test_the_same_code_on_both_sides_is_no_regression_and_both_sides_are_recorde
         [rows_path] = tmp_path.glob(f"*/runs/ab-{side}-scan-*.jsonl")
         rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
         times = [r for r in rows if r["metric"] == "time_s" and r["backend"] == "assoc"]
-        assert len(times) == 1 and len(times[0]["samples"]) == 3 and {r["commit"] for r in rows} == {commit[:12]}
+        assert len(times) == 1 and len(times[0]["samples"]) >= 10 and {r["commit"] for r in rows} == {commit[:12]}
         meta = json.loads(rows_path.with_suffix("").with_suffix(".meta.json").read_text())
         assert meta["config"]["side"] == side and meta["config"]["base"] == commit
     assert run_bench.main(["report", "--reports", str(tmp_path)]) == 0
@@ -146,5 +158,29 @@ def test_a_worker_imports_its_own_sides_impls_and_nothing_else(repo, tmp_path):
     wrong = resolve("base", "base", repo)
     mismatched = Worker(wrong.__class__(**{**wrong.__dict__, "impls": tmp_path / "elsewhere"}),
                         import_folder(wrong, tmp_path / "links2"))
-    with pytest.raises(SideUnmeasurable, match="not"):
+    with pytest.raises(SideUnmeasurable, match=f"imported impls from .*, not {tmp_path / 'elsewhere'}"):
         mismatched.request("forget")
+
+
+def test_a_slower_revision_is_a_regression_and_fails(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "base", "slower") == 1
+    verdicts, out = _verdicts(capsys)
+    assert verdicts["assoc"] == "regression" and verdicts["sequential"] != "regression"
+    assert _ab(repo, tmp_path / "swapped", "slower", "base") == 0  # the same change read backwards: faster
+    assert _verdicts(capsys)[0]["assoc"] == "improvement"
+
+
+def test_a_base_that_cannot_be_measured_fails_the_gate_instead_of_passing_it(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "unimportable", "base") == 1
+    out = capsys.readouterr().out
+    assert "ab FAILED: BASE (unimportable" in out and "this revision does not import" in out
+
+
+def test_fewer_rounds_than_the_test_can_decide_on_are_refused(repo, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        _ab_raising(repo, tmp_path, "--rounds", "9")
+    assert error.value.code == 2 and "below 10 paired rounds" in str(error.value)
+
+
+def _ab_raising(repo, reports, *flags):
+    return run_bench.main(["ab", "base", "base", "--repo", str(repo), "--reports", str(reports), *flags])

@@ -18,6 +18,9 @@ import numpy as np
 from scipy.stats import binom, wilcoxon
 
 ALPHA = 0.001
+# the signed-rank test's smallest one-sided p is 2^-n (every round the same way): below this many rounds
+# it cannot reach ALPHA, and `ab` refuses them
+MIN_PAIRED_ROUNDS = math.ceil(math.log2(1 / ALPHA))
 CONFIDENCE = 0.95
 
 

@@ -51,14 +51,20 @@ class Side:
 
 
 def _git(*args, cwd=ROOT):
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RevisionError("ab needs git, and no `git` command is installed") from None
     if done.returncode:
         raise RevisionError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"git {' '.join(args)} failed")
     return done.stdout.strip()
 
 
 def cache_root():
-    return Path(os.environ.get("SCANLAB_AB_CACHE") or Path(tempfile.gettempdir()) / "scanlab-ab")
+    """This user's cache (mode 0700: its trees are imported and run, so no one else may write there)."""
+    root = Path(os.environ.get("SCANLAB_AB_CACHE") or Path(tempfile.gettempdir()) / f"scanlab-ab-{os.getuid()}")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
 
 
 def resolve(name, revision, root=ROOT):
@@ -69,7 +75,8 @@ def resolve(name, revision, root=ROOT):
         if not (Path(root) / "impls").is_dir():
             raise RevisionError(f"the working tree {root} has no impls/ folder: not a scanlab checkout")
         commit = _git("rev-parse", "HEAD", cwd=root)
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root))
+        # the specimen is impls/: a change there, untracked files included, makes the side dirty
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=all", "--", "impls", cwd=root))
         return Side(name, revision, commit, dirty, Path(root) / "impls")
     try:
         commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=root)
@@ -89,10 +96,12 @@ def extract(commit, root=ROOT):
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix="extracting-"))
     try:
-        archive = subprocess.run(["git", "archive", "--format=tar", commit, "impls"], cwd=root, capture_output=True,
-                                 check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(staging, filter="data")
+        archive = subprocess.run(["git", "archive", "--format=tar", commit, "impls"], cwd=root, capture_output=True)
+        if archive.returncode:
+            raise RevisionError(f"git archive {commit[:12]} impls failed: {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            # the "data" filter (no links out, no devices) exists from Python 3.10.12 on
+            tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         os.replace(staging / "impls", target)
     except OSError:
         if not target.is_dir():  # else another process extracted the same commit first

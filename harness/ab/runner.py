@@ -12,12 +12,14 @@ import time
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from ..case_key import CaseKey
 from ..compare import compare
 from ..perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
-from ..records import atomic_write_text, open_run
+from ..records import open_run
 from ..timing import Rounds, Timing
 from .sides import SideUnmeasurable, WorkerGone
 
@@ -47,6 +49,8 @@ def _prepare(worker, name, key, rows, unit_id, floor=False):
         answer = worker.prepare(name, (key.replace(family="floor") if floor else key).as_row())
     except WorkerGone as gone:
         return Prepared(name, key, failure=f"crashed: {gone}")
+    except SideUnmeasurable as error:  # its restarted worker no longer starts
+        return Prepared(name, key, failure=f"side not measurable: {error}")
     if not answer["ok"]:
         return Prepared(name, key, failure=f"raised: {answer['error']}")
     if "refusal" in answer:
@@ -103,17 +107,23 @@ def measure_group(workers, unit_id, keys_by_side, device, rounds: Rounds, min_sa
                 last = side
                 try:
                     answer = workers[side].request("time", name=name, number=number[name])
-                    if not answer["ok"]:
+                    if name in workers[side].lost:  # its worker restarted, and this case did not come back
+                        case.failure = workers[side].lost.pop(name)
+                    elif not answer["ok"]:
                         case.failure = f"raised while timed: {answer['error']}"
                 except WorkerGone as gone:
                     case.failure = f"crashed while timed: {gone}"
+                except SideUnmeasurable as error:
+                    case.failure = f"side not measurable: {error}"
                 if case.failure:
                     workers[side].drop(name)
                 else:
                     samples[side][name].append(answer["seconds"])
         if round_index + 1 >= rounds.least:
-            lists = [v for side in workers for name, v in samples[side].items() if prepared[side][name].timed]
-            settled = all(Timing(v, 0, 1).iqr_fraction < rounds.iqr_threshold for v in lists)
+            # what the verdict rests on: the spread of each case's paired log-ratios
+            paired = [np.log(np.array(samples[sides[-1]][name]) / np.array(samples[sides[0]][name])) for name in timed
+                      if len(sides) == 2 and all(name in prepared[s] and prepared[s][name].timed for s in sides)]
+            settled = all(np.subtract(*np.percentile(r, [75, 25])) < rounds.iqr_threshold for r in paired)
             if settled or time.perf_counter() - started > rounds.budget_s:
                 break
     for side, worker in workers.items():
@@ -135,7 +145,7 @@ def measure_group(workers, unit_id, keys_by_side, device, rounds: Rounds, min_sa
 def run_ab(plan, device, reports_dir, sides, workers, rounds: Rounds, min_sample_s, factor, allow_missing=(),
            resume=True, progress=True):
     """Both sides of every family in `plan` (family -> perf config): (Comparison, {side: [Run]})."""
-    runs = {name: [] for name in workers}
+    runs, unmeasurable_sides = {name: [] for name in workers}, {}
     for family, config in plan.items():
         settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s,
                     "base": sides["base"].commit, "head": sides["head"].commit,
@@ -144,7 +154,7 @@ def run_ab(plan, device, reports_dir, sides, workers, rounds: Rounds, min_sample
                   for name in workers}
         for name, run in opened.items():
             run.code = {"commit": sides[name].commit[:12], "dirty": sides[name].dirty}
-        _drop_half_written_units(opened)
+        _keep_units_on_both_sides(opened)
         groups, unmeasurable = {}, {}
         for name, worker in workers.items():
             try:
@@ -176,27 +186,20 @@ def run_ab(plan, device, reports_dir, sides, workers, rounds: Rounds, min_sample
                 rows[name] = [perf_row(k, unit_id, "time_s", None, "s", note=f"side not measurable: {why}") for k in other]
             for name in workers:  # BASE first: a unit in HEAD's run is complete on both sides
                 opened[name].add_unit(rows.get(name, []))
+        unmeasurable_sides.update(unmeasurable)
         for name, run in opened.items():
             run.finish()
             runs[name].append(run)
-    frames = {name: _frame([r for run in runs[name] for r in run.rows]) for name in workers}
-    return compare(frames["base"], frames["head"], factor, on="time", allow_missing=allow_missing, paired=True), runs
+    frames = {name: pd.DataFrame([r for run in runs[name] for r in run.rows]) for name in workers}
+    comparison = compare(frames["base"], frames["head"], factor, on="time", allow_missing=allow_missing, paired=True)
+    return comparison, runs, unmeasurable_sides
 
 
-def _frame(rows):
-    import pandas as pd
-
-    return pd.DataFrame(rows)
-
-
-def _drop_half_written_units(opened):
-    """A kill between BASE's append and HEAD's leaves a unit in BASE's run alone: it is measured
-    again on both sides, so BASE's copy goes (rewritten once, atomically)."""
-    head_done = opened["head"].done_units()
-    base = opened["base"]
-    kept = [r for r in base.rows if r["unit_id"] in head_done or r["unit_id"].startswith("skipped|")]
-    if len(kept) != len(base.rows):
-        import json
-
-        atomic_write_text(base.rows_path, "".join(json.dumps(r) + "\n" for r in kept))
-        base.rows = kept
+def _keep_units_on_both_sides(opened):
+    """A kill between the two sides' appends (or finishes) leaves a unit on one side alone: it is
+    measured again on both, so the lone copy goes (that run's file rewritten once, atomically)."""
+    done = {name: {u for u in run.done_units() if not u.startswith("skipped|")} for name, run in opened.items()}
+    both = set.intersection(*done.values())
+    for name, run in opened.items():
+        if done[name] - both:
+            run.retry(lambda row: row["unit_id"] not in both and not row["unit_id"].startswith("skipped|"))

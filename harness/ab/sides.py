@@ -21,26 +21,41 @@ class Worker(WorkerProcess):
         argv += ["--threads", str(threads)] if threads else []
         argv += [part for spec in modules for part in ("--backend-module", spec)]
         path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-        super().__init__(argv, {**os.environ, "PYTHONPATH": path}, timeout_s)
+        # run from ROOT: `python -m` puts the working folder first, and it must find HEAD's harness
+        super().__init__(argv, {**os.environ, "PYTHONPATH": path}, timeout_s, cwd=ROOT)
         self.side = side
         self.prepared = {}  # name -> prepare request, replayed into a fresh worker
+        self.lost = {}  # name -> why a replayed case is no longer timed (failed, raised or crashed on replay)
 
     def start(self):
         hello = super().start()
         if not hello["ok"]:
             self.close()
             raise SideUnmeasurable(hello["error"])
-        if Path(hello["impls"]) != self.side.impls.resolve():
-            self.close()
-            raise SideUnmeasurable(f"the worker imported impls from {hello['impls']}, not {self.side.impls}")
-        for request in self.prepared.values():  # a fresh worker: the group's live cases again
+        for what, found, wanted in (("impls", hello["impls"], self.side.impls), ("harness", hello["harness"], ROOT / "harness")):
+            if Path(found) != Path(wanted).resolve():
+                self.close()
+                raise SideUnmeasurable(f"the worker imported {what} from {found}, not {wanted}")
+        for name, request in list(self.prepared.items()):  # a fresh worker: the group's live cases again
             self.send(request)
-            self.answer()
+            try:
+                answer = self.answer()
+            except WorkerGone as gone:  # this replay killed it: that case is the culprit
+                self._lose(name, f"crashed when prepared again: {gone}")
+                return self.start()
+            failed = [v for v in answer.get("verdicts", ()) if not v["passed"]]
+            if not answer["ok"] or "refusal" in answer or failed:
+                self._lose(name, "prepared again after its worker restarted, it "
+                           + (f"raised: {answer['error']}" if not answer["ok"] else "no longer passes its check"))
         return hello
+
+    def _lose(self, name, why):
+        self.prepared.pop(name, None)
+        self.lost[name] = why
 
     def prepare(self, name, key):
         answer = self.request("prepare", name=name, key=key)
-        if answer["ok"] and "refusal" not in answer:
+        if answer["ok"] and "refusal" not in answer and all(v["passed"] for v in answer["verdicts"]):
             self.prepared[name] = {"op": "prepare", "name": name, "key": key}
         return answer
 
@@ -49,5 +64,9 @@ class Worker(WorkerProcess):
 
     def forget(self):
         self.prepared.clear()
+        self.lost.clear()
         if self.alive:
-            self.request("forget")
+            try:
+                self.request("forget")
+            except WorkerGone:
+                pass  # the next group starts a fresh worker
