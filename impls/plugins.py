@@ -16,6 +16,7 @@ has gradients, and the tolerance it promises per dtype (impls/tolerances.py: `To
 
 A plugin that fails to load is listed as unavailable with the reason and breaks nothing else.
 """
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -80,7 +81,8 @@ def _import(spec):
         path = Path(spec).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"no file {spec}")
-        name = f"scanlab_plugin_{path.stem}"
+        # the file's own identity: p1/kernels.py and p2/kernels.py are two modules, not one loaded twice
+        name = f"scanlab_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
         if name not in sys.modules:
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)

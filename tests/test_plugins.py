@@ -161,3 +161,19 @@ def test_a_conv_backend_from_a_module_is_checked_like_scanlabs_own(tmp_path, mon
     u, K = torch.randn(2, 9, 3, dtype=torch.float64), torch.randn(9, 3, dtype=torch.float64)
     torch.testing.assert_close(mine(u, K), conv_oracle(u, K))
     assert all(v.passed for v in check_conv(mine, u, K))
+
+
+def test_two_modules_with_the_same_file_name_both_load(tmp_path, monkeypatch):
+    monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
+    paths = []
+    for folder, name in (("p1", "first_of_two"), ("p2", "second_of_two")):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "kernels.py"
+        path.write_text("import torch\nfrom impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n"
+                        f"mine = scan_backend('{name}', lambda a, kv, h0: (kv, kv[:, -1]), "
+                        "tolerances={torch.float32: Tolerance(1e-5, 1e-30, 1e-5), "
+                        "torch.float64: Tolerance(2e-14, 1e-300, 2e-14)})\n")
+        paths.append(path)
+    first, second = (plugins.load_module(str(p)) for p in paths)
+    assert first is not second and first.mine.name == "first_of_two" and second.mine.name == "second_of_two"
+    assert {"first_of_two", "second_of_two"} <= set(all_scan_backends())
