@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness import sweeps
 from harness.isolation import CASE_TIMEOUT_S, SweepInterrupted
+from harness.records import RunLocked
 from harness.cases import DTYPES
 from harness.shard import WHOLE, Shard
 
@@ -375,8 +376,15 @@ def cmd_submit(args):
     if args.partitions and pool.cluster != "slurm":
         raise UserError(f"submit: --partitions names SLURM partitions; the {pool.cluster} executor has one kind of "
                         "machine, this one")
+    if pool.cluster == "slurm" and not args.timeout_min:
+        raise UserError("submit: on SLURM give --timeout-min: the cluster's default limit (often minutes) kills a "
+                        "sweep; the full preset's accuracy sweep took 36 min on 2 cores here, its scan perf sweep hours. "
+                        "A job that reaches its limit is listed as timed out and resumes when submitted again")
+    gpus = args.gpus_per_node
+    if gpus is None and pool.cluster == "slurm" and args.sweep == "perf" and args.device == "cuda":
+        gpus = 1  # a GPU perf job asks for the GPU it measures
     jobs = submit_shards(pool, _job_argv(args), args.sweep, args.shards, partitions=args.partitions or (None,),
-                         gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, mem_gb=args.mem_gb,
+                         gpus_per_node=gpus, cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, mem_gb=args.mem_gb,
                          cwd=ROOT, wait=args.wait)
     print(summary(jobs))
     return 1 if any(j.outcome().startswith("failed") for j in jobs) else 0
@@ -465,6 +473,8 @@ def cmd_ab(args, device):
         except CompareError as error:  # nothing on BASE's side at all: nothing was compared
             print(f"ab FAILED: {error}", file=sys.stderr)
             return 1
+        except RunLocked as held:
+            raise UserError(f"ab: {held}") from None
         finally:
             for worker in workers.values():
                 worker.close()
@@ -552,6 +562,8 @@ def main(argv=None):
     except SweepInterrupted as stop:
         print(f"interrupted ({stop}); run the same command again to resume", file=sys.stderr)
         return 143
+    except RunLocked as held:
+        raise UserError(str(held)) from None
     finally:
         executor.close()
     if args.command is None:

@@ -99,29 +99,32 @@ def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=
     executor = executor or InProcess()
     settings = {**config, "device": device, **({} if shard.whole else {"shard": str(shard)})}
     run = open_run(reports_dir, "accuracy", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
-    if retry_crashed:
-        run.retry(lambda row: row["metric"] in NOT_FINISHED)
-    if run.meta["status"] == "complete":
+    try:
+        if retry_crashed:
+            run.retry(lambda row: row["metric"] in NOT_FINISHED)
+        if run.meta["status"] == "complete":
+            return run
+        done = run.done_units()
+        skipped = [r for r in skipped_rows("accuracy", "scan", chosen_scan_backends(config), device, config["dtypes"])
+                   if r["unit_id"] not in done] if shard.index == 1 else []
+        if skipped:
+            run.add_unit(skipped)
+        units = shard.take(accuracy_units(config, device))
+        quarantine = quarantined_from(run.rows)
+        for unit_id, key, regime in tqdm(units, desc=f"accuracy {shard}" if not shard.whole else "accuracy",
+                                         disable=not progress):
+            if unit_id in done:
+                continue
+            if key.backend in quarantine:
+                run.add_unit(not_finished_rows(key, "accuracy", unit_id, QUARANTINED, quarantine[key.backend], regime))
+                continue
+            try:
+                rows = executor.run("accuracy_unit", unit_id=unit_id, key=key.as_row(), regime=regime, config=config)
+            except CaseCrashed as crash:
+                quarantine[key.backend] = quarantine_note(key.backend, unit_id, crash.why)
+                rows = not_finished_rows(key, "accuracy", unit_id, CRASHED, crash.why, regime)
+            run.add_unit(rows)
+        run.finish()
         return run
-    done = run.done_units()
-    skipped = [r for r in skipped_rows("accuracy", "scan", chosen_scan_backends(config), device, config["dtypes"])
-               if r["unit_id"] not in done] if shard.index == 1 else []
-    if skipped:
-        run.add_unit(skipped)
-    units = shard.take(accuracy_units(config, device))
-    quarantine = quarantined_from(run.rows)
-    for unit_id, key, regime in tqdm(units, desc=f"accuracy {shard}" if not shard.whole else "accuracy",
-                                     disable=not progress):
-        if unit_id in done:
-            continue
-        if key.backend in quarantine:
-            run.add_unit(not_finished_rows(key, "accuracy", unit_id, QUARANTINED, quarantine[key.backend], regime))
-            continue
-        try:
-            rows = executor.run("accuracy_unit", unit_id=unit_id, key=key.as_row(), regime=regime, config=config)
-        except CaseCrashed as crash:
-            quarantine[key.backend] = quarantine_note(key.backend, unit_id, crash.why)
-            rows = not_finished_rows(key, "accuracy", unit_id, CRASHED, crash.why, regime)
-        run.add_unit(rows)
-    run.finish()
-    return run
+    finally:
+        run.release()  # stopped or finished: another process may resume it now

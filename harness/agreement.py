@@ -146,6 +146,59 @@ def linear_in_kv(backend, dtype, data):
     assert verdict.passed, _failed(backend, dtype, [verdict], _where(a, x, None, spec) + f", kv = x + {c} y")
 
 
+def _same_bits(x, y):
+    return x.shape == y.shape and x.dtype == y.dtype and bool(
+        (x.detach().cpu().contiguous().view(torch.uint8) == y.detach().cpu().contiguous().view(torch.uint8)).all())
+
+
+def _kernel_inputs(backend, dtype, data):
+    """Inputs for the kernel's own properties: L >= 1, and zero gates a quarter of the time (h = kv
+    there: the case a kernel is most tempted to answer with its input)."""
+    spec = data.draw(scan_input_specs(jit=is_jit(backend), max_len=200), label="inputs")
+    a, kv, h0 = scan_inputs(dtype=dtype, **{**spec, "length": max(1, spec["length"])})
+    if data.draw(st.integers(0, 3), label="zero gates") == 0:
+        a = torch.zeros_like(a)
+    return a, kv, h0, spec
+
+
+def leaves_its_inputs_unchanged(backend, dtype, data):
+    """The kernel reads a, kv and h0 and writes none of them: a caller's tensors are the same after the call."""
+    a, kv, h0, spec = _kernel_inputs(backend, dtype, data)
+    before = [t.clone() for t in (a, kv, h0) if t is not None]
+    backend(a, kv, h0)
+    for name, old, now in zip(("a", "kv", "h0"), before, [t for t in (a, kv, h0) if t is not None]):
+        assert _same_bits(old, now), f"{backend.name} modified its input {name} at {_where(a, kv, h0, spec)}"
+
+
+def repeats_itself_bitwise(backend, dtype, data):
+    """Two calls on the same inputs give the same bits, unless the backend declares itself
+    non-deterministic (GPU atomics); then the suite says so instead of judging."""
+    if not backend.deterministic:
+        pytest.skip(f"{backend.name} declares itself non-deterministic: two calls may differ in their last bits")
+    a, kv, h0, spec = _kernel_inputs(backend, dtype, data)
+    first, second = backend(a, kv, h0), backend(a, kv, h0)
+    for name, x, y in zip(("h", "h_last"), first, second):
+        assert _same_bits(x, y), f"{backend.name}: two calls gave different {name} at {_where(a, kv, h0, spec)}"
+
+
+def outputs_are_new_tensors_like_the_inputs(backend, dtype, data):
+    """h is (B, L, D) and h_last (B, D), both of the inputs' dtype and device, and neither shares memory
+    with an input (a caller writing into an output must not change its inputs, nor the reverse)."""
+    a, kv, h0, spec = _kernel_inputs(backend, dtype, data)
+    h, h_last = backend(a, kv, h0)
+    where = _where(a, kv, h0, spec)
+    for name, out, shape in (("h", h, a.shape), ("h_last", h_last, (a.shape[0], a.shape[2]))):
+        assert isinstance(out, torch.Tensor), f"{backend.name}: {name} is a {type(out).__name__}, not a tensor"
+        assert out.dtype == a.dtype, f"{backend.name}: {name} is {out.dtype}, the inputs {a.dtype}, at {where}"
+        assert out.device == a.device, f"{backend.name}: {name} is on {out.device}, the inputs on {a.device}"
+        assert tuple(out.shape) == tuple(shape), f"{backend.name}: {name} is {tuple(out.shape)}, not {tuple(shape)}"
+        for source_name, source in (("a", a), ("kv", kv), ("h0", h0)):
+            if source is not None and out.numel() and source.numel():
+                shared = out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+                assert not shared, f"{backend.name}: {name} is a view of the input {source_name} at {where}"
+
+
+KERNEL_PROPERTIES = (leaves_its_inputs_unchanged, repeats_itself_bitwise, outputs_are_new_tensors_like_the_inputs)
 PROPERTIES = (outputs_agree_with_oracle, gradients_agree_with_oracle, continuation_at_every_split,
               unit_gates_give_cumulative_sum, zero_gates_give_inputs, linear_in_kv)
 NEEDS_GRADIENTS = (gradients_agree_with_oracle,)

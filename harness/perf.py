@@ -191,40 +191,43 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
                 **({} if shard.whole else {"shard": str(shard), "shard_offset": shard_offset})}
     executor = executor or InProcess()
     run = open_run(reports_dir, f"perf-{family}", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
-    if retry_crashed:
-        run.retry(lambda row: row["metric"] in NOT_FINISHED)
-    if run.meta["status"] == "complete":
-        return run
-    done = run.done_units()
-    skipped = [r for r in (scan_skips(config, device) if family == "scan" else [])
-               if r["unit_id"] not in done] if shard.index == 1 else []
-    if skipped:
-        run.add_unit(skipped)
-    groups = shard.take(perf_groups(family, config, device), shard_offset)
-    quarantine = quarantined_from(run.rows)
-    for unit_id, keys in tqdm(groups, desc=f"perf {family}" + ("" if shard.whole else f" {shard}"), disable=not progress):
-        if unit_id in done:
-            continue
-        crashed, measured = [], []
-        while True:  # a case that crashes its worker is recorded, and the group measured again without it
-            live = [k for k in keys if k.backend not in quarantine]
-            try:
-                measured = executor.run("perf_group", unit_id=unit_id, keys=[k.as_row() for k in live], device=device,
-                                        rounds=asdict(rounds), min_sample_s=min_sample_s, memory=memory) if live else []
-                break
-            except CaseCrashed as crash:
-                culprit = [k for k in live if k.backend == crash.backend]
-                if not culprit:  # in the floor or between cases: no backend to blame, the group is lost
-                    crashed += [r for k in live for r in not_finished_rows(k, "perf", unit_id, CRASHED,
-                                                                          f"the group's worker died: {crash.why}")]
+    try:
+        if retry_crashed:
+            run.retry(lambda row: row["metric"] in NOT_FINISHED)
+        if run.meta["status"] == "complete":
+            return run
+        done = run.done_units()
+        skipped = [r for r in (scan_skips(config, device) if family == "scan" else [])
+                   if r["unit_id"] not in done] if shard.index == 1 else []
+        if skipped:
+            run.add_unit(skipped)
+        groups = shard.take(perf_groups(family, config, device), shard_offset)
+        quarantine = quarantined_from(run.rows)
+        for unit_id, keys in tqdm(groups, desc=f"perf {family}" + ("" if shard.whole else f" {shard}"), disable=not progress):
+            if unit_id in done:
+                continue
+            crashed, measured = [], []
+            while True:  # a case that crashes its worker is recorded, and the group measured again without it
+                live = [k for k in keys if k.backend not in quarantine]
+                try:
+                    measured = executor.run("perf_group", unit_id=unit_id, keys=[k.as_row() for k in live], device=device,
+                                            rounds=asdict(rounds), min_sample_s=min_sample_s, memory=memory) if live else []
                     break
-                crashed += not_finished_rows(culprit[0], "perf", unit_id, CRASHED, crash.why)
-                quarantine[crash.backend] = quarantine_note(crash.backend, unit_id, crash.why)
-        blamed = {r["backend"] for r in crashed}
-        rows = crashed + measured + [r for k in keys if k.backend in quarantine and k.backend not in blamed
-                                     for r in not_finished_rows(k, "perf", unit_id, QUARANTINED, quarantine[k.backend])]
-        run.add_unit(rows)
-    if memory and device == "cpu" and MEMORY_UNIT not in done:
-        run.add_unit(_cpu_memory_rows(run.rows))
-    run.finish()
-    return run
+                except CaseCrashed as crash:
+                    culprit = [k for k in live if k.backend == crash.backend]
+                    if not culprit:  # in the floor or between cases: no backend to blame, the group is lost
+                        crashed += [r for k in live for r in not_finished_rows(k, "perf", unit_id, CRASHED,
+                                                                              f"the group's worker died: {crash.why}")]
+                        break
+                    crashed += not_finished_rows(culprit[0], "perf", unit_id, CRASHED, crash.why)
+                    quarantine[crash.backend] = quarantine_note(crash.backend, unit_id, crash.why)
+            blamed = {r["backend"] for r in crashed}
+            rows = crashed + measured + [r for k in keys if k.backend in quarantine and k.backend not in blamed
+                                         for r in not_finished_rows(k, "perf", unit_id, QUARANTINED, quarantine[k.backend])]
+            run.add_unit(rows)
+        if memory and device == "cpu" and MEMORY_UNIT not in done:
+            run.add_unit(_cpu_memory_rows(run.rows))
+        run.finish()
+        return run
+    finally:
+        run.release()  # stopped or finished: another process may resume it now

@@ -15,7 +15,11 @@ schema file, diff line by line in git, and need no pyarrow.
 import hashlib
 import itertools
 import json
+import fcntl
 import os
+import re
+import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ SCHEMA = {
     "value": "the measurement (median for times)",
     "lo": "p20 for times, else empty", "hi": "p80 for times, else empty",
     "samples": "per-round values behind `value` (perf times and x floor ratios), for compare's significance test",
+    "unit_rows": "how many rows the row's unit has: a reader tells a complete last unit from one a crash tore",
     "unit": "s, bytes, GB/s, x (ratio), 1 (flag), tokens/s",
     "note": "why a row has no speed figure, why a backend was skipped, domain violations, spread warnings",
     "timestamp": "UTC time the row was measured",
@@ -53,6 +58,15 @@ SCHEMA = {
 # config fields that tell the shards of one sweep apart
 SHARD_FIELDS = ("shard", "shard_offset")
 MACHINE_COLUMNS = ("machine_id", "cpu", "threads", "gpu", "gpu_driver", "gpu_capability", "cuda", "torch", "jax", "python", "commit", "dirty")
+
+
+def fsync_folder(folder):
+    """A rename or a new file is durable only once its folder's entry is: fsync the folder too."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path, text):
@@ -68,12 +82,14 @@ def atomic_write_text(path, text):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
 
 
 def append_durably(path, text):
-    """One write at the end of the file, fsynced before returning."""
+    """One write at the end of the file, fsynced before returning (and its folder, when it is new)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         data = text.encode()
@@ -82,23 +98,43 @@ def append_durably(path, text):
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:
+        fsync_folder(path.parent)
+
+
+UNIT_ID = re.compile(r'"unit_id": "((?:[^"\\]|\\.)*)"')
+
+
+def _split_torn(path):
+    """(complete rows, torn fragment or None): a crash mid-append leaves a last line without its newline."""
+    text = Path(path).read_text()
+    lines = text.splitlines()
+    fragment = lines.pop() if text and not text.endswith("\n") else None
+    return _parse(path, lines, " (not a torn last line: the file is corrupt)"), fragment
+
+
+def _tail_is_torn(rows, fragment):
+    """Whether the rows at the end, those of the last unit, belong to the unit the crash tore. A unit
+    is appended in one write, so its rows are together: complete when there are as many as each row
+    says (`unit_rows`), else when the fragment names another unit; a fragment too short to name one
+    in an older file without `unit_rows` tears the tail too (measured again: nothing is lost)."""
+    last = rows[-1]["unit_id"]
+    tail = next((i for i, row in enumerate(reversed(rows)) if row["unit_id"] != last), len(rows))
+    if rows[-1].get("unit_rows"):
+        return tail < rows[-1]["unit_rows"]
+    named = UNIT_ID.search(fragment)
+    return named is None or json.loads(f'"{named.group(1)}"') == last
 
 
 def read_complete_units(path):
-    """The rows of a run file without a unit torn by a crash. A unit is appended in one write, which
-    a kill cannot cut; a crash can, leaving a last line without its newline. Then that line and the
-    rest of the unit being appended (the last complete row's unit, measured again on resume) are
-    dropped, and the file is rewritten once without them so that appending can go on."""
-    text = Path(path).read_text()
-    lines = text.splitlines()
-    torn = bool(text) and not text.endswith("\n")
-    if torn:
-        lines.pop()
-    rows = _parse(path, lines, " (not a torn last line: the file is corrupt)")
-    if torn:
-        last_unit = rows[-1]["unit_id"] if rows else None
-        while rows and rows[-1]["unit_id"] == last_unit:
-            rows.pop()
+    """The rows of a run file without the unit a crash tore, and exactly that unit: the file is
+    rewritten once without it so that appending can go on, and resuming measures it again."""
+    rows, fragment = _split_torn(path)
+    if fragment is not None:
+        if rows and _tail_is_torn(rows, fragment):
+            last = rows[-1]["unit_id"]
+            while rows and rows[-1]["unit_id"] == last:
+                rows.pop()
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -145,7 +181,7 @@ class Run:
     def add_unit(self, rows):
         machine = {k: self.meta["machine"].get(k, "") for k in MACHINE_COLUMNS}
         stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, **self.code, "run_id": self.run_id,
-                    "timestamp": row.get("timestamp") or utc_now()} for row in rows]
+                    "unit_rows": len(rows), "timestamp": row.get("timestamp") or utc_now()} for row in rows]
         append_durably(self.rows_path, "".join(json.dumps(r) + "\n" for r in stamped))
         self.rows.extend(stamped)
 
@@ -167,6 +203,39 @@ class Run:
         append_durably(self.rows_path, "")  # a complete run has a rows file, if empty (a shard with no unit)
         self.meta.update(status="complete", finished=utc_now())
         atomic_write_text(self.meta_path, json.dumps(self.meta, indent=1))
+        self.release()
+
+    def release(self):
+        """Let another process resume this run (a finished run, or a sweep that stopped in-process)."""
+        fd = _HELD.pop(self.directory / f"{self.run_id}.lock", None)
+        if fd is not None:
+            os.close(fd)
+
+
+class RunLocked(RuntimeError):
+    """Another process is writing this run (resuming it too would interleave duplicate rows)."""
+
+
+def _hold(run):
+    """An exclusive lock on the run for as long as this process lives (flock: the kernel drops it when
+    the holder dies, however it dies), with who holds it written inside for the next one to name."""
+    path = run.directory / f"{run.run_id}.lock"
+    if path in _HELD:  # this process holds it already (a run opened again, resumed in-process)
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = Path(path).read_text().strip() or "another process"
+        os.close(fd)
+        raise RunLocked(f"run {run.run_id} is being written by {holder}; wait for it to end (or stop it) before "
+                        "resuming it, or start a separate run with --fresh") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()}".encode())
+    _HELD[path] = fd
+
+
+_HELD = {}  # lock path -> descriptor, open until the process ends
 
 
 def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
@@ -181,6 +250,7 @@ def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
             meta = json.loads(meta_path.read_text())
             if meta.get("status") == status:
                 run = Run(directory, meta["run_id"], meta, code=code_state())
+                _hold(run)
                 if run.rows_path.exists():
                     run.rows = read_complete_units(run.rows_path)
                 return run
@@ -192,8 +262,11 @@ def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
         run_id = f"{suite}-{stamp}.{again}-{digest}"
     meta = {"run_id": run_id, "suite": suite, "config": config, "machine": machine,
             "status": "running", "started": utc_now()}
+    run = Run(directory, run_id, meta, code=code_state())
+    directory.mkdir(parents=True, exist_ok=True)
+    _hold(run)
     atomic_write_text(directory / f"{run_id}.meta.json", json.dumps(meta, indent=1, default=str))
-    return Run(directory, run_id, meta, code=code_state())
+    return run
 
 
 AB_PREFIX = "ab-"  # runs of `ab` (one per side): each case twice, so never read into a folder's rows
@@ -212,8 +285,16 @@ def load_rows(path):
 
 def _read_rows(path):
     """Values as written. Not pandas.read_json: it guesses types (a commit "0123" became 123, and
-    pandas < 3 turned "timestamp" into datetimes by its name) and the flag against it is deprecated."""
-    rows = _parse(path, Path(path).read_text().splitlines())
+    pandas < 3 turned "timestamp" into datetimes by its name) and the flag against it is deprecated.
+    A torn last line (a run killed mid-write) is left out, the torn unit with it, and said on stderr:
+    that run is unfinished, and resuming it measures the unit again."""
+    rows, fragment = _split_torn(path)
+    if fragment is not None:
+        if rows and _tail_is_torn(rows, fragment):
+            last = rows[-1]["unit_id"]
+            rows = [row for row in rows if row["unit_id"] != last]
+        print(f"note: {path} ends in a torn line (a run killed while writing): read as an unfinished run, "
+              "without its torn unit", file=sys.stderr)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCHEMA))
 
 

@@ -15,6 +15,7 @@ which is what sbatch does, and submitit is sbatch from Python (a job folder, log
 local executor that behaves the same), with no cluster service to start; Ray and Dask schedule
 tasks inside a cluster they run themselves, which SLURM sites would have to host first.
 """
+import os
 import re
 import subprocess
 import sys
@@ -25,18 +26,28 @@ from typing import Optional
 from .shard import Shard
 
 TIMING_SUITES = ("perf",)
+ALL_DEVICES = "all"
+# A local job runs on this machine for as long as it takes: submitit's local default (2 minutes, its
+# controller's 5) killed the README's own `submit accuracy --preset full` every few minutes.
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60
 
 
 class Command:
     """A command line as a submitit job: its output goes to the job's log; a cancelled or
     timed-out job kills it (submitit interrupts the job's Python process, not its children)."""
 
-    def __init__(self, argv, cwd):
+    def __init__(self, argv, cwd, devices=None):
         self.argv, self.cwd = [str(a) for a in argv], str(cwd)
+        self.devices = devices  # CUDA_VISIBLE_DEVICES for the command (None: as the job has it; "all": unset)
 
     def __call__(self):
         print("running:", " ".join(self.argv), flush=True)
-        process = subprocess.Popen(self.argv, cwd=self.cwd, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ)
+        if self.devices == ALL_DEVICES:
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+        elif self.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.devices
+        process = subprocess.Popen(self.argv, cwd=self.cwd, stderr=subprocess.PIPE, text=True, env=env)
         last = ""
         try:
             for line in process.stderr:  # to the job's log as it comes; the last line says why it failed
@@ -65,6 +76,8 @@ class ShardJob:
         error = self.job.exception()
         if error is None:
             return "done"
+        if "TIMEOUT" in str(error) or "timed-out" in str(error).lower() or "timed out" in str(error).lower():
+            return "failed: timed out at its time limit (submit again: it resumes where it stopped)"
         # submitit wraps the job's exception in its traceback: its last "SomeError: why" line says why
         reasons = re.findall(r"^\w+(?:Error|Exception|Interrupt)\b:?\s*(.*)$", str(error), re.MULTILINE)
         return "failed: " + (reasons[-1] if reasons and reasons[-1] else type(error).__name__)
@@ -92,14 +105,19 @@ def submit_shards(pool, argv, suite, count, partitions=(None,), gpus_per_node=No
     runner = Path(cwd) / "run_bench.py"
     local = pool.cluster != "slurm"
     timing = suite in TIMING_SUITES
+    # a local job sees the devices its caller sees (submitit's local executor would blank
+    # CUDA_VISIBLE_DEVICES without gpus_per_node, and a GPU sweep would silently time the CPU)
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES", ALL_DEVICES) if local else None
     jobs = []
     for partition in partitions:
         for index in range(1, count + 1):
             shard = Shard(index, count)
-            pool.update_parameters(name=f"scanlab-{suite}-{index}of{count}", timeout_min=timeout_min,
+            pool.update_parameters(name=f"scanlab-{suite}-{index}of{count}",
+                                   timeout_min=timeout_min or (LOCAL_TIMEOUT_MIN if local else None),
                                    gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                    slurm_partition=partition, slurm_exclusive=True if timing else None)
-            command = Command([python, runner, *argv, "--shard", str(shard), "--skip-complete", "--no-progress"], cwd)
+            command = Command([python, runner, *argv, "--shard", str(shard), "--skip-complete", "--no-progress"], cwd,
+                              devices)
             job = ShardJob(partition or ("local" if local else "default"), shard, pool.submit(command))
             jobs.append(job)
             if local and timing:

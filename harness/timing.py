@@ -73,10 +73,16 @@ def synchronize(device):
 L2_FLUSH_BYTES = 256 * 2 ** 20  # above the L2 of every current GPU (H100: 50 MB, B200: 126 MB)
 
 
+_FLUSH_BUFFERS = {}  # one per device: a buffer made for one GPU (or the CPU) never flushes another
+
+
 def _flush_buffer(device):
-    if not hasattr(_flush_buffer, "buffer"):
-        _flush_buffer.buffer = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
-    return _flush_buffer.buffer
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device not in _FLUSH_BUFFERS:
+        _FLUSH_BUFFERS[device] = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+    return _FLUSH_BUFFERS[device]
 
 
 def cuda_seconds_per_call(fn, number, device):
@@ -85,6 +91,9 @@ def cuda_seconds_per_call(fn, number, device):
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(number)]
     for start, end in events:
         flush.zero_()
+        # the flush done before the call starts: JAX runs on streams of its own, which torch's stream
+        # order does not reach, so a JAX kernel could otherwise overlap the flush
+        torch.cuda.synchronize(device)
         start.record()
         fn()
         end.record()

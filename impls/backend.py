@@ -41,6 +41,7 @@ class Backend:
     origin: str = "scanlab"  # or the package (entry point) or module that declared it (impls/plugins.py)
     # ((dtype, Tolerance), ...): a plugin's own declaration; scanlab's backends are in tolerances.TABLE
     declared_tolerances: tuple = ()
+    deterministic: bool = True  # two calls on the same inputs agree bitwise (False: GPU atomics, say)
 
     def __repr__(self):  # what a failing test prints as its falsifying example
         return f"<{self.kind} backend {self.name!r} from {self.origin}>"
@@ -89,7 +90,8 @@ class ScanBackend(Backend):
         self._refuse(a, kv, h0)
         if a.numel() == 0:  # an empty batch, length or channel axis: no kernel is asked to launch on it
             batch, _, channels = a.shape
-            h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0
+            # a copy of h0, never h0 itself: an output must not be a view of an input
+            h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0.clone()
             return a * kv, h_last  # empty, and part of the graph for autograd
         return self.fn(a, kv, h0)
 

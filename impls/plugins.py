@@ -34,7 +34,7 @@ MODULES_ENV = "SCANLAB_BACKEND_MODULES"
 _KINDS = {"scan": ScanBackend, "conv": ConvBackend}
 
 
-def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, description, limits):
+def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic=True):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name: a backend's name is an identifier (it names CLI arguments and report rows); got {name!r}")
     if not callable(fn):
@@ -48,19 +48,21 @@ def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, descri
                          "it takes needs the accuracy it promises there")
     return _KINDS[kind](name=name, kind=kind, fn=fn, dtypes=dtypes, devices=tuple(devices),
                         differentiable=differentiable, description=description, limits=limits,
-                        declared_tolerances=tuple(tolerances.items()))
+                        declared_tolerances=tuple(tolerances.items()), deterministic=bool(deterministic))
 
 
 def scan_backend(name, fn, *, tolerances, dtypes=REAL_DTYPES, devices=("cpu",), differentiable=True, description="",
-                 limits=None):
+                 limits=None, deterministic=True):
     """A scan backend: `fn(a, kv, h0)` computes h_t = a_t * h_{t-1} + kv_t over t (dim 1).
 
-    a, kv: (B, L, D); h0: (B, D) or None (zeros). Returns (h (B, L, D), h_last (B, D)). Called only
-    with inputs scanlab has validated: same shape, dtype (one of `dtypes`) and device (one of
-    `devices`). `tolerances`: {dtype: Tolerance} for every dtype taken. `limits(a, kv, h0)`: why it
-    cannot take some valid inputs (a length it has no kernel for), or None.
+    a, kv: (B, L, D); h0: (B, D) or None (zeros). Returns (h (B, L, D), h_last (B, D)), new tensors of
+    the inputs' dtype and device, leaving the inputs as they were. Called only with inputs scanlab has
+    validated: same shape, dtype (one of `dtypes`) and device (one of `devices`). `tolerances`:
+    {dtype: Tolerance} for every dtype taken. `limits(a, kv, h0)`: why it cannot take some valid
+    inputs (a length it has no kernel for), or None. `deterministic=False` declares that two calls on
+    the same inputs may differ in their last bits (GPU atomics): the suite then does not ask for it.
     """
-    return _declare("scan", name, fn, tolerances, dtypes, devices, differentiable, description, limits)
+    return _declare("scan", name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic)
 
 
 def conv_backend(name, fn, *, tolerances, dtypes=REAL_DTYPES, devices=("cpu",), differentiable=True, description=""):

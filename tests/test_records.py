@@ -164,3 +164,63 @@ def test_rows_are_read_back_as_written(tmp_path):
     rows = load_rows(run.rows_path)
     assert list(rows["commit"]) == ["0123", "0123"]
     assert all(isinstance(t, str) for t in rows["timestamp"])
+
+
+def _two_units(tmp_path):
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    for unit in ("u1", "u2"):
+        run.add_unit([{"unit_id": unit, "metric": "m", "value": 1.0}, {"unit_id": unit, "metric": "n", "value": 2.0}])
+    return run
+
+
+def test_a_torn_first_line_of_a_new_unit_drops_that_unit_alone(tmp_path):
+    """The crash cut the first row of u3 short: u2 is complete (its rows say how many it has) and stays."""
+    run = _two_units(tmp_path)
+    with open(run.rows_path, "a") as handle:
+        handle.write('{"run_id": "r", "suite": "accuracy", "fam')  # too short to name its unit
+    resumed = open_run(tmp_path, "accuracy", {"x": 1})
+    assert resumed.done_units() == {"u1", "u2"} and _units(run.rows_path) == ["u1", "u1", "u2", "u2"]
+
+
+def test_a_torn_tail_in_an_older_file_without_row_counts_keeps_a_unit_the_fragment_does_not_name(tmp_path):
+    run = _two_units(tmp_path)
+    rows = [{k: v for k, v in json.loads(line).items() if k != "unit_rows"} for line in run.rows_path.read_text().splitlines()]
+    fragment = json.dumps({**rows[0], "unit_id": "u3"})
+    fragment = fragment[:fragment.index('"u3"') + 6]  # cut just after it names its unit
+    run.rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows) + fragment)
+    assert records.read_complete_units(run.rows_path) == rows  # the fragment names u3: u2 is whole
+
+
+def test_report_and_compare_read_a_torn_file_as_an_unfinished_run(tmp_path, capsys):
+    run = _two_units(tmp_path)
+    run.rows_path.write_text(run.rows_path.read_text()[:-25])  # u2's second row cut short
+    rows = load_rows(run.rows_path)
+    assert list(rows["unit_id"]) == ["u1", "u1"]
+    assert "ends in a torn line" in capsys.readouterr().err
+
+
+def test_a_run_another_process_is_writing_cannot_be_resumed_and_names_its_holder(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from harness.records import open_run; "
+        "open_run(sys.argv[2], 'accuracy', {'x': 1}); print('held', flush=True); time.sleep(60)"),
+        str(Path(__file__).resolve().parent.parent), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(records.RunLocked, match=f"being written by pid {holder.pid} on "):
+            open_run(tmp_path, "accuracy", {"x": 1})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert open_run(tmp_path, "accuracy", {"x": 1}).meta["status"] == "running"  # free once its holder is gone
+
+
+def test_a_rename_and_a_new_file_fsync_their_folder(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(records, "fsync_folder", lambda folder: synced.append(Path(folder)))
+    atomic_write_text(tmp_path / "a.txt", "x")
+    records.append_durably(tmp_path / "b.jsonl", "y\n")
+    records.append_durably(tmp_path / "b.jsonl", "z\n")  # not new: its entry is durable already
+    assert synced == [tmp_path, tmp_path]

@@ -158,3 +158,31 @@ def test_partitions_need_slurm(tmp_path, capsys):
     assert _exit_code(["submit", "accuracy", "--partitions", "a100,h100", "--executor", "local", "--reports",
                        str(tmp_path), "--logs", str(tmp_path / "logs")]) == 2
     assert "--partitions names SLURM partitions" in capsys.readouterr().err
+
+
+def test_a_local_job_sees_the_callers_devices_and_has_no_short_time_limit(tmp_path, monkeypatch):
+    """Read from inside the job: a plugin module the job's sweep loads writes what its process sees."""
+    seen = tmp_path / "seen.json"
+    probe = tmp_path / "probe_environment.py"
+    probe.write_text("import json, os\n"
+                     f"json.dump({{k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'SUBMITIT_LOCAL_TIMEOUT_S')}}, "
+                     f"open({str(seen)!r}, 'w'))\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    submit = ["submit", "accuracy", *TINY, "--reports", str(tmp_path / "r"), "--executor", "local", "--logs",
+              str(tmp_path / "logs"), "--shards", "1", "--backends", "sequential", "--backend-module", str(probe)]
+    assert _exit_code(submit) == 0
+    inside = json.loads(seen.read_text())
+    assert inside["CUDA_VISIBLE_DEVICES"] == "3"  # submitit's local default would have been ""
+    assert int(inside["SUBMITIT_LOCAL_TIMEOUT_S"]) >= 24 * 3600  # its default was 2 minutes
+
+
+def test_submit_on_slurm_needs_a_time_limit(tmp_path, monkeypatch):
+    from harness import submit as submit_module
+
+    class Slurm:
+        cluster = "slurm"
+
+    monkeypatch.setattr(submit_module, "executor", lambda folder, cluster: Slurm())
+    with pytest.raises(SystemExit) as error:
+        run_bench.main(["submit", "accuracy", *TINY, "--reports", str(tmp_path), "--executor", "slurm"])
+    assert error.value.code == 2 and "--timeout-min" in str(error.value)

@@ -2,6 +2,7 @@
 import itertools
 
 import pytest
+import torch
 
 from harness import timing
 from harness.timing import Rounds, Timing, interleaved, ratios_to_floor
@@ -132,6 +133,12 @@ def test_a_spread_above_ten_percent_is_flagged_in_the_row(spread, flagged):
     rows = timing_rows(key, "u", Case(key, None, 0, 4), Timing(samples, 1.0, 1), {})
     note = [r["note"] for r in rows if r["metric"] == "time_s"][0]
     assert ("spread" in note) == flagged
+
+
+def test_each_device_gets_its_own_flush_buffer():
+    cpu, meta = timing._flush_buffer("cpu"), timing._flush_buffer("meta")
+    assert cpu is not meta and cpu.device.type == "cpu" and meta.device.type == "meta"
+    assert timing._flush_buffer(torch.device("cpu")) is cpu
 
 
 def test_the_l2_flush_buffer_outsizes_every_l2_and_is_made_once():

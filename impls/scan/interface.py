@@ -70,7 +70,16 @@ def scan_from_core(core, adjoint_backward=False, float16_in_float32=False):
         if float16_in_float32 and given == torch.float16:
             a, kv, h0 = (None if t is None else t.float() for t in (a, kv, h0))
         h = run(a, fold_initial_state(a, kv, h0)).to(given)
+        if _shares_memory(h, a, kv, h0):  # a core that hands back its input (assoc at L = 1 returns kv)
+            h = h.clone()
         return h, h[:, -1]
 
     scan.__doc__ = SCAN_DOC
     return scan
+
+
+def _shares_memory(out, *inputs):
+    """Whether `out` is a view of one of the inputs: an output a caller writes into must not change them."""
+    where = out.untyped_storage().data_ptr()
+    return out.numel() > 0 and any(t is not None and t.numel() and t.untyped_storage().data_ptr() == where
+                                   for t in inputs)
