@@ -10,6 +10,7 @@ Each is a failure of the sweep (exit 1); `--retry-crashed` runs those units agai
 from .case_key import CaseKey
 
 RAISED, CRASHED, QUARANTINED = "raised", "crashed", "quarantined"
+GROUP_LOST = "the group's worker died outside any backend's case"  # no backend to blame or quarantine
 NOT_FINISHED = (RAISED, CRASHED, QUARANTINED)
 
 
@@ -35,4 +36,4 @@ def quarantined_from(rows):
     """backend -> note, for backends whose worker a case crashed, from a run's rows (a resumed run
     keeps its quarantine)."""
     return {r["backend"]: quarantine_note(r["backend"], r["unit_id"], r["note"] or "") for r in rows
-            if r.get("metric") == CRASHED}
+            if r.get("metric") == CRASHED and not str(r.get("note", "")).startswith(GROUP_LOST)}

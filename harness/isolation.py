@@ -61,7 +61,12 @@ class Isolated:
     def run(self, op, **fields):
         started = []
         if not self.worker.alive:
-            hello = self.worker.start()
+            try:
+                hello = self.worker.start()
+            except WorkerGone as gone:
+                if gone.interrupted:
+                    raise SweepInterrupted(str(gone)) from None
+                raise RuntimeError(f"the sweep's worker cannot start: {gone}") from None
             if not hello["ok"]:
                 raise RuntimeError(f"the sweep's worker cannot start: {hello['error']}")
         try:

@@ -1,5 +1,6 @@
 """The performance sweep: each group (family, L, dtype, mode) checks every backend against the
 oracle, times the ones that pass interleaved with the bandwidth floor, and measures peak memory."""
+import subprocess
 from dataclasses import asdict
 
 import numpy as np
@@ -9,8 +10,8 @@ from tqdm import tqdm
 from impls import all_scan_backends
 
 from .case_key import CaseKey
-from .crashes import (CRASHED, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows, quarantine_note,
-                      quarantined_from, raised_note)
+from .crashes import (CRASHED, GROUP_LOST, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows,
+                      quarantine_note, quarantined_from, raised_note)
 from .cases import build
 from .isolation import CaseCrashed, InProcess
 from .memory import cpu_peaks, cuda_peak_above_start
@@ -130,9 +131,16 @@ def timing_rows(key, unit_id, case, timing, floors):
     return rows
 
 
-def _cuda_memory_rows(keys, unit_id, cases, device):
-    return [perf_row(k, unit_id, "peak_bytes", cuda_peak_above_start(cases[k.backend].run, device), "bytes")
-            for k in keys if k.backend in cases]
+def _cuda_memory_rows(keys, unit_id, cases, device, progress=None):
+    rows = []
+    for key in (k for k in keys if k.backend in cases):
+        if progress is not None:
+            progress(key.backend)
+        try:
+            rows.append(perf_row(key, unit_id, "peak_bytes", cuda_peak_above_start(cases[key.backend].run, device), "bytes"))
+        except Exception as error:  # its time stands; only its peak is missing
+            rows.append(perf_row(key, unit_id, "peak_bytes", None, "bytes", note=f"peak not measured: {raised_note(error)}"))
+    return rows
 
 
 def _cpu_memory_rows(rows):
@@ -140,8 +148,11 @@ def _cpu_memory_rows(rows):
     its torch and JAX imports and JAX compiles again each time (38 of the quick scan sweep's 59 s)."""
     keys = [CaseKey.from_row(r) for r in rows
             if r["metric"] == "time_s" and r["value"] is not None and r["backend"] not in FLOORS and r["backend"] != COPY]
-    peaks = cpu_peaks(keys, timeout_s=600 + 10 * len(keys))
-    return [perf_row(k, MEMORY_UNIT, "peak_bytes", p, "bytes", note="" if p is not None else "memory worker failed")
+    try:
+        peaks, why = cpu_peaks(keys, timeout_s=600 + 10 * len(keys)), "memory worker failed"
+    except (RuntimeError, subprocess.TimeoutExpired) as error:  # a kernel that kills or hangs the memory worker
+        peaks, why = [None] * len(keys), f"memory worker failed: {str(error).splitlines()[0]}"
+    return [perf_row(k, MEMORY_UNIT, "peak_bytes", p, "bytes", note="" if p is not None else why)
             for k, p in zip(keys, peaks)]
 
 
@@ -175,7 +186,7 @@ def perf_group(unit_id, keys, device, rounds, min_sample_s, memory, progress=Non
             case = floor_cases.get(key.backend) or cases[key.backend]
             rows += timing_rows(key, unit_id, case, timings[key.backend], floors)
     if memory and device != "cpu":
-        rows += _cuda_memory_rows([k for k in keys if k.backend not in failed], unit_id, cases, device)
+        rows += _cuda_memory_rows([k for k in keys if k.backend not in failed], unit_id, cases, device, progress)
     del cases, runs
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the next group's peak must not start from this one's cache

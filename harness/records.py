@@ -46,7 +46,7 @@ SCHEMA = {
     "value": "the measurement (median for times)",
     "lo": "p20 for times, else empty", "hi": "p80 for times, else empty",
     "samples": "per-round values behind `value` (perf times and x floor ratios), for compare's significance test",
-    "unit_rows": "how many rows the row's unit has: a reader tells a complete last unit from one a crash tore",
+    "unit_row": "i/N: the row's place in the append that wrote its unit; a last row short of N/N was cut by a crash",
     "unit": "s, bytes, GB/s, x (ratio), 1 (flag), tokens/s",
     "note": "why a row has no speed figure, why a backend was skipped, domain violations, spread warnings",
     "timestamp": "UTC time the row was measured",
@@ -113,28 +113,39 @@ def _split_torn(path):
     return _parse(path, lines, " (not a torn last line: the file is corrupt)"), fragment
 
 
-def _tail_is_torn(rows, fragment):
-    """Whether the rows at the end, those of the last unit, belong to the unit the crash tore. A unit
-    is appended in one write, so its rows are together: complete when there are as many as each row
-    says (`unit_rows`), else when the fragment names another unit; a fragment too short to name one
-    in an older file without `unit_rows` tears the tail too (measured again: nothing is lost)."""
+def _torn_tail(rows, fragment):
+    """How many rows at the end belong to an append a crash cut short (0: none). Each row of one
+    append carries `unit_row` "i/N", so a last row short of N/N was cut, whether the cut fell inside
+    a line (a fragment is left) or between two. In an older file without it, a fragment tears the
+    last unit unless it names another (one too short to name one tears it too: measured again,
+    nothing is lost)."""
+    if not rows:
+        return 0
+    position = rows[-1].get("unit_row")
+    if position:
+        index, count = (int(n) for n in str(position).split("/"))
+        return 0 if index == count else index
+    if fragment is None:
+        return 0
     last = rows[-1]["unit_id"]
-    tail = next((i for i, row in enumerate(reversed(rows)) if row["unit_id"] != last), len(rows))
-    if rows[-1].get("unit_rows"):
-        return tail < rows[-1]["unit_rows"]
     named = UNIT_ID.search(fragment)
-    return named is None or json.loads(f'"{named.group(1)}"') == last
+    if named is not None and json.loads(f'"{named.group(1)}"') != last:
+        return 0
+    return next((i for i, row in enumerate(reversed(rows)) if row["unit_id"] != last), len(rows))
+
+
+def complete_rows(path):
+    """(the rows of every append that finished, whether the file was torn)."""
+    rows, fragment = _split_torn(path)
+    torn = _torn_tail(rows, fragment)
+    return (rows[:len(rows) - torn] if torn else rows), bool(torn) or fragment is not None
 
 
 def read_complete_units(path):
     """The rows of a run file without the unit a crash tore, and exactly that unit: the file is
     rewritten once without it so that appending can go on, and resuming measures it again."""
-    rows, fragment = _split_torn(path)
-    if fragment is not None:
-        if rows and _tail_is_torn(rows, fragment):
-            last = rows[-1]["unit_id"]
-            while rows and rows[-1]["unit_id"] == last:
-                rows.pop()
+    rows, torn = complete_rows(path)
+    if torn:
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -181,7 +192,8 @@ class Run:
     def add_unit(self, rows):
         machine = {k: self.meta["machine"].get(k, "") for k in MACHINE_COLUMNS}
         stamped = [{**{k: "" for k in SCHEMA}, **row, **machine, **self.code, "run_id": self.run_id,
-                    "unit_rows": len(rows), "timestamp": row.get("timestamp") or utc_now()} for row in rows]
+                    "unit_row": f"{index}/{len(rows)}", "timestamp": row.get("timestamp") or utc_now()}
+                   for index, row in enumerate(rows, 1)]
         append_durably(self.rows_path, "".join(json.dumps(r) + "\n" for r in stamped))
         self.rows.extend(stamped)
 
@@ -207,7 +219,7 @@ class Run:
 
     def release(self):
         """Let another process resume this run (a finished run, or a sweep that stopped in-process)."""
-        fd = _HELD.pop(self.directory / f"{self.run_id}.lock", None)
+        fd = _HELD.pop((self.directory / f"{self.run_id}.lock").resolve(), None)
         if fd is not None:
             os.close(fd)
 
@@ -219,10 +231,14 @@ class RunLocked(RuntimeError):
 def _hold(run):
     """An exclusive lock on the run for as long as this process lives (flock: the kernel drops it when
     the holder dies, however it dies), with who holds it written inside for the next one to name."""
-    path = run.directory / f"{run.run_id}.lock"
+    path = (run.directory / f"{run.run_id}.lock").resolve()
     if path in _HELD:  # this process holds it already (a run opened again, resumed in-process)
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:  # a read-only records folder: nothing will be written there either
+        print(f"note: run {run.run_id} is not locked ({error.strerror})", file=sys.stderr)
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -230,6 +246,11 @@ def _hold(run):
         os.close(fd)
         raise RunLocked(f"run {run.run_id} is being written by {holder}; wait for it to end (or stop it) before "
                         "resuming it, or start a separate run with --fresh") from None
+    except OSError as error:  # a filesystem without flock (Lustre -o noflock, NFS without lockd)
+        os.close(fd)
+        print(f"note: run {run.run_id} is not locked: this filesystem refuses flock ({error.strerror}); do not "
+              "resume it from two processes at once", file=sys.stderr)
+        return
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()}".encode())
     _HELD[path] = fd
@@ -251,6 +272,10 @@ def open_run(reports_dir, suite, config, resume=True, keep_complete=False):
             if meta.get("status") == status:
                 run = Run(directory, meta["run_id"], meta, code=code_state())
                 _hold(run)
+                run.meta = json.loads(meta_path.read_text())  # as it is now that no one else writes it
+                if run.meta.get("status") != status:  # it finished while we waited for it
+                    run.release()
+                    continue
                 if run.rows_path.exists():
                     run.rows = read_complete_units(run.rows_path)
                 return run
@@ -288,11 +313,8 @@ def _read_rows(path):
     pandas < 3 turned "timestamp" into datetimes by its name) and the flag against it is deprecated.
     A torn last line (a run killed mid-write) is left out, the torn unit with it, and said on stderr:
     that run is unfinished, and resuming it measures the unit again."""
-    rows, fragment = _split_torn(path)
-    if fragment is not None:
-        if rows and _tail_is_torn(rows, fragment):
-            last = rows[-1]["unit_id"]
-            rows = [row for row in rows if row["unit_id"] != last]
+    rows, torn = complete_rows(path)
+    if torn:
         print(f"note: {path} ends in a torn line (a run killed while writing): read as an unfinished run, "
               "without its torn unit", file=sys.stderr)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCHEMA))

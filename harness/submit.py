@@ -76,7 +76,7 @@ class ShardJob:
         error = self.job.exception()
         if error is None:
             return "done"
-        if "TIMEOUT" in str(error) or "timed-out" in str(error).lower() or "timed out" in str(error).lower():
+        if re.search(r"\bTIMEOUT\b|timed-out", str(error)):  # SLURM's state, or submitit's local timeout
             return "failed: timed out at its time limit (submit again: it resumes where it stopped)"
         # submitit wraps the job's exception in its traceback: its last "SomeError: why" line says why
         reasons = re.findall(r"^\w+(?:Error|Exception|Interrupt)\b:?\s*(.*)$", str(error), re.MULTILINE)

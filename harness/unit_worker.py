@@ -4,6 +4,7 @@ their rows, announcing each case before it starts; see harness/worker_process.py
     python -X faulthandler -m harness.unit_worker [--threads N]"""
 import argparse
 import json
+import os
 import sys
 import traceback
 
@@ -41,10 +42,27 @@ def main(argv=None):
         op = request.pop("op")
         try:
             rows = here.run(op, progress=lambda case: send({"progress": case}), **request)
-            send({"ok": True, "rows": rows})
         except Exception as error:
             send({"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
+            continue
+        if _cuda_broken():
+            # an illegal access or a device-side assert leaves the context unusable: every later case would
+            # "raise" too. Dying pins it on the case in flight, as a crash, and a fresh worker goes on.
+            os._exit(70)
+        send({"ok": True, "rows": rows})
     return 0
+
+
+def _cuda_broken():
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return False
+    try:
+        torch.cuda.synchronize()
+    except RuntimeError:
+        return True
+    return False
 
 
 if __name__ == "__main__":

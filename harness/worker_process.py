@@ -13,10 +13,12 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 
 # a worker killed by one of these was stopped from outside (a job's time limit, Ctrl-C): the run is
 # interrupted, not the case crashed
 INTERRUPTS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+POLL_S = 1.0  # how often a silent worker is checked for having exited
 
 
 class WorkerGone(RuntimeError):
@@ -89,25 +91,41 @@ class WorkerProcess:
                 on_progress(message["progress"])
 
     def _line(self, timeout_s):
-        try:
-            line = self.answers.get(timeout=timeout_s)
-        except queue.Empty:
-            self.close()
-            raise WorkerGone(f"hung: no answer in {timeout_s:g} s, worker killed") from None
+        """The next message. The worker's exit is watched too, not only the end of its output: a child
+        it forked may hold the pipe open after it died."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.answers.get(timeout=min(POLL_S, max(0.0, deadline - time.monotonic())))
+                break
+            except queue.Empty:
+                if self.process.poll() is not None and self.answers.empty():
+                    line = None
+                    break
+                if time.monotonic() >= deadline:
+                    self.close()
+                    raise WorkerGone(f"hung: no answer in {timeout_s:g} s, worker killed") from None
         if line is None:
             why, killed_by = death(self.process.wait())
             raise WorkerGone(why + self._stderr_tail(), killed_by)
         return json.loads(line)
 
-    def _stderr_tail(self, lines=12):
+    def _stderr_tail(self, lines=40):
+        """What the worker said last: from faulthandler's "Fatal Python error" on when there is one (the
+        innermost frame, the kernel's, comes first), else its last lines."""
         self.log.seek(0)
-        tail = [line.strip() for line in self.log.read().splitlines() if line.strip()][-lines:]
+        said = [line.strip() for line in self.log.read().splitlines() if line.strip()]
+        fatal = max((i for i, line in enumerate(said) if line.startswith("Fatal Python error")), default=None)
+        tail = said[fatal:fatal + lines] if fatal is not None else said[-12:]
         return (": " + " / ".join(tail)) if tail else ""
 
     def close(self):
         if self.alive:
             self.process.kill()
-            self.process.wait()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # stuck in the kernel (a wedged driver): left to the OS
+                pass
 
 
 def _read_lines(stream, answers):

@@ -174,7 +174,7 @@ def _two_units(tmp_path):
 
 
 def test_a_torn_first_line_of_a_new_unit_drops_that_unit_alone(tmp_path):
-    """The crash cut the first row of u3 short: u2 is complete (its rows say how many it has) and stays."""
+    """The crash cut the first row of u3 short: u2 is complete (its last row is 2/2) and stays."""
     run = _two_units(tmp_path)
     with open(run.rows_path, "a") as handle:
         handle.write('{"run_id": "r", "suite": "accuracy", "fam')  # too short to name its unit
@@ -184,7 +184,7 @@ def test_a_torn_first_line_of_a_new_unit_drops_that_unit_alone(tmp_path):
 
 def test_a_torn_tail_in_an_older_file_without_row_counts_keeps_a_unit_the_fragment_does_not_name(tmp_path):
     run = _two_units(tmp_path)
-    rows = [{k: v for k, v in json.loads(line).items() if k != "unit_rows"} for line in run.rows_path.read_text().splitlines()]
+    rows = [{k: v for k, v in json.loads(line).items() if k != "unit_row"} for line in run.rows_path.read_text().splitlines()]
     fragment = json.dumps({**rows[0], "unit_id": "u3"})
     fragment = fragment[:fragment.index('"u3"') + 6]  # cut just after it names its unit
     run.rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows) + fragment)
@@ -224,3 +224,20 @@ def test_a_rename_and_a_new_file_fsync_their_folder(tmp_path, monkeypatch):
     records.append_durably(tmp_path / "b.jsonl", "y\n")
     records.append_durably(tmp_path / "b.jsonl", "z\n")  # not new: its entry is durable already
     assert synced == [tmp_path, tmp_path]
+
+
+def test_a_crash_between_two_lines_of_a_unit_drops_that_unit_though_no_line_is_torn(tmp_path):
+    run = _two_units(tmp_path)
+    lines = run.rows_path.read_text().splitlines(keepends=True)
+    run.rows_path.write_text("".join(lines[:-1]))  # u2's first row made it, its second never did
+    assert open_run(tmp_path, "accuracy", {"x": 1}).done_units() == {"u1"}
+    assert _units(run.rows_path) == ["u1", "u1"]
+
+
+def test_one_append_of_many_units_is_whole_when_its_last_row_is(tmp_path):
+    """Skipped rows go in one append with a unit id each: complete, though no two share an id."""
+    run = open_run(tmp_path, "accuracy", {"x": 1})
+    run.add_unit([{"unit_id": f"skipped|{n}", "metric": "skipped", "value": None} for n in range(3)])
+    with open(run.rows_path, "a") as handle:
+        handle.write('{"run_id": "r", "su')
+    assert len(open_run(tmp_path, "accuracy", {"x": 1}).rows) == 3
