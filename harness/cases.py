@@ -11,7 +11,8 @@ from impls.tolerances import lookup
 from .case_key import CaseKey
 from .floor import copy_pass, floor_pass
 from .inputs import conv_inputs, dss_parameters, scan_inputs
-from .verify import check_conv, check_scan, dss_reference, judge_normwise, judge_output, scan_references
+from .verify import (check_conv, check_dss_gradients, check_scan, dss_reference, judge_normwise, judge_output,
+                     scan_references)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -118,10 +119,14 @@ def dss_case(key):
     run = _forward_or_both(forward, [u, Lambda, C], key.mode)
 
     def check():
+        """y against the oracle; forward+backward also every gradient, before any backward time counts."""
         tol = path_tolerance(dtype, mode, **paths)
         picked, ref, scale = dss_reference(u, Lambda, C)
         with torch.no_grad():
-            return [judge_output("y", forward().cpu()[..., picked], ref, scale, tol)]
+            verdicts = [judge_output("y", forward().cpu()[..., picked], ref, scale, tol)]
+        if key.mode == BACKWARD:
+            verdicts += check_dss_gradients(lambda *leaves: dss_forward(*leaves, mode, **paths), u, Lambda, C, tol)
+        return verdicts
     # forward reads u and writes y; backward also reads dy and writes du (Lambda and C are N and H*N)
     tensors = 4 if key.mode == BACKWARD else 2
     return Case(key, run, tensors * u.numel() * _itemsize(dtype), key.B * key.L, check)

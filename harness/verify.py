@@ -178,6 +178,25 @@ def check_conv(backend, u, K, gradients=True, seed=1234):
     return verdicts
 
 
+def check_dss_gradients(forward, u, Lambda, C, tol, seed=1234):
+    """Verdicts for d/du, d/dLambda and d/dC of a DSS path `forward(u, Lambda, C)` against the oracle's
+    (autograd through its float64 kernel), on judged_channels: the upstream gradient is zero on the
+    other channels, so the path's d/dLambda sums the same channels' terms as the oracle's."""
+    picked = judged_channels(*u.shape)
+    leaves = [t.detach().clone().requires_grad_() for t in (u, Lambda, C)]
+    y = forward(*leaves)
+    g = _upstream(y.detach().cpu()[..., picked].double(), seed, u.dtype)
+    upstream = torch.zeros_like(y)
+    upstream[..., picked] = g.to(y.dtype).to(y.device)
+    grads = torch.autograd.grad(y, leaves, upstream)
+    wide = [_wide(t.cpu()) for t in (u[..., picked], Lambda, C[picked])]
+    references = [t.requires_grad_() for t in wide]
+    ref_grads = torch.autograd.grad(dss_oracle(*references), references, g)
+    got = [grads[0].cpu()[..., picked], grads[1].cpu(), grads[2].cpu()[picked]]
+    return [judge_normwise(f"grad_{name}", mine, theirs, tol.grad_rtol, tol.atol)
+            for name, mine, theirs in zip(("u", "Lambda", "C"), got, ref_grads)]
+
+
 def dss_reference(u, Lambda, C):
     """(channels, y_ref, scale) in float64 for a DSS forward in either mode, on judged_channels."""
     picked = judged_channels(*u.shape)

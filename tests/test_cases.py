@@ -1,5 +1,6 @@
 """The bytes a perf case must move, per mode: what GB/s and x floor divide by."""
 import pytest
+import torch
 
 from harness.case_key import CaseKey
 from harness import cases
@@ -46,3 +47,27 @@ def test_a_wrong_parameter_gradient_fails_the_backward_gate_and_not_the_forward(
     failed = [v.quantity for v in build(LAYER).check() if not v.passed]
     assert failed == ["dto_qkva.weight"]
     assert all(v.passed for v in build(LAYER.replace(mode="forward")).check())
+
+
+class _DoubledGradient(torch.autograd.Function):
+    """The identity forward, twice the gradient back: a path whose outputs are right and gradients wrong."""
+
+    @staticmethod
+    def forward(ctx, y):
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+@pytest.mark.parametrize("backend", ["conv:fft", "recurrent:chunked"])
+def test_a_dss_forward_backward_case_checks_every_gradient_before_its_time_counts(backend, monkeypatch):
+    key = CaseKey(family="dss", device="cpu", dtype="float32", mode="forward+backward", B=1, L=65, D=4, N=8,
+                  backend=backend)
+    verdicts = cases.build(key).check()
+    assert [v.quantity for v in verdicts] == ["y", "grad_u", "grad_Lambda", "grad_C"] and all(v.passed for v in verdicts)
+    right = cases.dss_forward
+    monkeypatch.setattr(cases, "dss_forward", lambda *args, **kwargs: _DoubledGradient.apply(right(*args, **kwargs)))
+    verdicts = cases.build(key).check()
+    assert verdicts[0].passed and not any(v.passed for v in verdicts[1:])
