@@ -62,7 +62,10 @@ def scratch_cache(tmp_path, monkeypatch):
 def _ab(repo, reports, *revisions, extra=()):
     args = ["ab", *revisions, "--repo", str(repo), "--preset", "ci", "--family", "scan", "--backends",
             "assoc,sequential", "--lengths", "33", "--batch", "1", "--channels", "4", "--modes", "forward",
-            "--rounds", "10", "--no-progress", "--reports", str(reports), *extra]
+            "--rounds", "10", "--no-progress", "--reports", str(reports),
+            # these tests are about what fails closed, not about sensitivity: a wide factor keeps two
+            # processes' noise on tiny cases from calling the same code slower (the slowdown below is ~10x)
+            "--factor", "1.5", *extra]
     try:
         return run_bench.main(args)
     except SystemExit as error:
@@ -86,7 +89,7 @@ def test_the_same_code_on_both_sides_is_no_regression_and_both_sides_are_recorde
     assert _ab(repo, tmp_path, "base", "base") == 0
     verdicts, out = _verdicts(capsys)
     assert set(verdicts) == {"assoc", "sequential", "floor", "floor_prealloc"}
-    assert not {"broken", "regression"} & set(verdicts.values())
+    assert not {"broken", "regression"} & {verdicts["assoc"], verdicts["sequential"]}  # floors are never judged
     commit = subprocess.run(["git", "rev-parse", "base"], cwd=repo, capture_output=True, text=True).stdout.strip()
     for side in ("base", "head"):
         [rows_path] = tmp_path.glob(f"*/runs/ab-{side}-scan-*.jsonl")
