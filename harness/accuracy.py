@@ -5,12 +5,11 @@ from tqdm import tqdm
 from impls import all_scan_backends, conv_backends
 
 from .case_key import CaseKey
-from .crashes import (CRASHED, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows, quarantine_note,
+from .crashes import (CRASHED, QUARANTINED, RAISED, open_sweep_run, not_finished_rows, quarantine_note,
                       quarantined_from, raised_note)
 from .isolation import CaseCrashed, InProcess
 from .cases import DTYPES
 from .inputs import DECAYS, conv_inputs, scan_inputs
-from .records import open_run
 from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
 from .verify import check_conv, check_scan, scan_references
@@ -98,10 +97,8 @@ def run_accuracy(config, device, reports_dir, resume=True, progress=True, shard=
     by default in this process, where an exception is recorded but a fatal signal is not survived."""
     executor = executor or InProcess()
     settings = {**config, "device": device, **({} if shard.whole else {"shard": str(shard)})}
-    run = open_run(reports_dir, "accuracy", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
+    run = open_sweep_run(reports_dir, "accuracy", settings, resume, keep_complete, retry_crashed)
     try:
-        if retry_crashed:
-            run.retry(lambda row: row["metric"] in NOT_FINISHED)
         if run.meta["status"] == "complete":
             return run
         done = run.done_units()

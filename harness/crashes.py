@@ -8,6 +8,7 @@ unfinished, they raise, abort and hang, and the sweep records it and goes on.
 
 Each is a failure of the sweep (exit 1); `--retry-crashed` runs those units again."""
 from .case_key import CaseKey
+from .records import open_run
 
 RAISED, CRASHED, QUARANTINED = "raised", "crashed", "quarantined"
 GROUP_LOST = "the group's worker died outside any backend's case"  # no backend to blame or quarantine
@@ -37,3 +38,12 @@ def quarantined_from(rows):
     keeps its quarantine)."""
     return {r["backend"]: quarantine_note(r["backend"], r["unit_id"], r["note"] or "") for r in rows
             if r.get("metric") == CRASHED and not str(r.get("note", "")).startswith(GROUP_LOST)}
+
+
+def open_sweep_run(reports_dir, suite, settings, resume, keep_complete, retry_crashed):
+    """open_run for a sweep; with `retry_crashed` (a complete run reopened too) its raised, crashed and
+    quarantined units are dropped, to be measured again."""
+    run = open_run(reports_dir, suite, settings, resume=resume, keep_complete=keep_complete or retry_crashed)
+    if retry_crashed:
+        run.retry(lambda row: row["metric"] in NOT_FINISHED)
+    return run

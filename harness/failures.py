@@ -8,6 +8,7 @@ there is any failure, after every row and the report are written."""
 import math
 from dataclasses import dataclass
 
+from .compare import _number
 from .crashes import NOT_FINISHED
 
 IDENTITY = ("suite", "family", "backend", "dtype")
@@ -23,13 +24,6 @@ class Failure:
     worst_ratio: float  # largest error / allowed error over the cases
     cases: int
     example: str  # one failing case: its L, regime, mode
-
-
-def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _case(row):

@@ -10,12 +10,11 @@ from tqdm import tqdm
 from impls import all_scan_backends
 
 from .case_key import CaseKey
-from .crashes import (CRASHED, GROUP_LOST, NOT_FINISHED, QUARANTINED, RAISED, not_finished_rows,
+from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,
                       quarantine_note, quarantined_from, raised_note)
 from .cases import build
 from .isolation import CaseCrashed, InProcess
 from .memory import cpu_peaks, cuda_peak_above_start
-from .records import open_run
 from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
 from .timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_per_call
@@ -201,10 +200,8 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
     settings = {**config, "device": device, "rounds": asdict(rounds), "min_sample_s": min_sample_s, "memory": memory,
                 **({} if shard.whole else {"shard": str(shard), "shard_offset": shard_offset})}
     executor = executor or InProcess()
-    run = open_run(reports_dir, f"perf-{family}", settings, resume=resume, keep_complete=keep_complete or retry_crashed)
+    run = open_sweep_run(reports_dir, f"perf-{family}", settings, resume, keep_complete, retry_crashed)
     try:
-        if retry_crashed:
-            run.retry(lambda row: row["metric"] in NOT_FINISHED)
         if run.meta["status"] == "complete":
             return run
         done = run.done_units()
@@ -228,7 +225,7 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
                     culprit = [k for k in live if k.backend == crash.backend]
                     if not culprit:  # in the floor or between cases: no backend to blame, the group is lost
                         crashed += [r for k in live for r in not_finished_rows(k, "perf", unit_id, CRASHED,
-                                                                              f"the group's worker died: {crash.why}")]
+                                                                              f"{GROUP_LOST}: {crash.why}")]
                         break
                     crashed += not_finished_rows(culprit[0], "perf", unit_id, CRASHED, crash.why)
                     quarantine[crash.backend] = quarantine_note(crash.backend, unit_id, crash.why)

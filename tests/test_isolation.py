@@ -151,3 +151,11 @@ def test_a_kill_from_outside_is_an_interruption_not_a_crash(kernels, tmp_path):
     assert rows and not [r for r in rows if r["metric"] in ("crashed", "quarantined", "raised")]
     [meta] = (tmp_path / "reports").glob("*/runs/accuracy-*.meta.json")
     assert json.loads(meta.read_text())["status"] == "running"  # the next run resumes it
+
+
+def test_a_group_lost_outside_any_case_quarantines_no_backend_on_resume():
+    from harness.crashes import GROUP_LOST, quarantined_from
+
+    rows = [dict(backend="assoc", unit_id="g", metric="crashed", note=f"{GROUP_LOST}: killed by SIGSEGV"),
+            dict(backend="native", unit_id="h", metric="crashed", note="killed by SIGABRT: ...")]
+    assert list(quarantined_from(rows)) == ["native"]
