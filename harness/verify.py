@@ -11,6 +11,13 @@ from impls.dss import dss_error_scale, dss_oracle
 # The convolution oracle's O(B H L^2) double-double sum costs ~12 ns a multiply-add here (0.4 s at the limit): beyond
 # this many, a check judges evenly spaced channels (each channel of a convolution is independent).
 ORACLE_MULTIPLY_ADDS = 2 ** 25
+# A scan check keeps float64 copies, oracle states and gradients of what it judges. A case up to this
+# many elements is judged on every lane; a larger one on evenly spaced channels holding CHECK_FRACTION
+# of its elements, so that the check adds less than the case's own tensors to the peak (README: the
+# check of a large case, measured). The oracle runs on chunks of ORACLE_CHUNK_ELEMENTS.
+WHOLE_CHECK_ELEMENTS = 2 ** 22
+CHECK_FRACTION = 1 / 32
+ORACLE_CHUNK_ELEMENTS = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,17 @@ def _upstream(like, seed, delivered=None):
     is `delivered` to the backend in: the reference gradient must start from the same numbers,
     else a bfloat16 backend is charged for the rounding of its upstream gradient (9% on a
     cancelling dL/dh0 in bf16)."""
+    return _random_upstream(like.shape, like.is_complex(), seed, delivered).to(like.device)
+
+
+def _random_upstream(shape, complex_, seed, delivered=None):
     g = torch.Generator().manual_seed(seed)
-    grad = torch.randn(like.shape, generator=g, dtype=torch.float64)
-    if like.is_complex():
-        grad = torch.complex(grad, torch.randn(like.shape, generator=g, dtype=torch.float64))
+    grad = torch.randn(shape, generator=g, dtype=torch.float64)
+    if complex_:
+        grad = torch.complex(grad, torch.randn(shape, generator=g, dtype=torch.float64))
     if delivered is not None:
         grad = grad.to(delivered).to(grad.dtype)
-    return grad.to(like.device)
+    return grad
 
 
 def _wide(t):
@@ -85,63 +96,116 @@ def _fingerprint(*tensors):
             digest.update(b"none")
             continue
         digest.update(f"{tuple(t.shape)}{t.dtype}{t.device}".encode())
-        digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())  # hashed in place, never copied to bytes
     return digest.hexdigest()
+
+
+def _spaced(channels, count):
+    """`count` evenly spaced indices of `channels` (all of them when count >= channels)."""
+    if not channels:
+        return torch.arange(0)
+    # float64: float32 steps cannot tell channels apart beyond 2^24, and unique() would merge them
+    return torch.linspace(0, channels - 1, max(1, min(channels, count)), dtype=torch.float64).round().long().unique()
+
+
+def scan_lanes(batch, length, channels):
+    """The channels a scan check judges (in every batch row): all of them up to WHOLE_CHECK_ELEMENTS,
+    else evenly spaced ones holding at most a CHECK_FRACTION of the case's elements (README: the
+    check of a large case). Each (batch, channel) lane of a scan is independent of the others."""
+    elements = batch * length * channels
+    if elements <= WHOLE_CHECK_ELEMENTS:
+        return torch.arange(channels)
+    per_channel = max(1, batch * length)
+    return _spaced(channels, int(elements * CHECK_FRACTION) // per_channel)
 
 
 _REFERENCES = {}
 
 
+def _lane_chunks(channels, batch, length):
+    step = max(1, ORACLE_CHUNK_ELEMENTS // max(1, batch * length))
+    return [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
+
+
+def _reference_chunk(a, kv, h0, g, g_last, gradients):
+    """The oracle on some lanes: (scale, scale_last, ref, ref_last, ref_grads, grad_scales)."""
+    wide = [None if t is None else _wide(t) for t in (a, kv, h0)]
+    scale, scale_last = oracle(*[None if t is None else t.abs() for t in wide])
+    leaves = [None if t is None else t.requires_grad_(gradients) for t in wide]
+    with torch.set_grad_enabled(gradients):
+        ref, ref_last = oracle(*leaves)
+    if not gradients:
+        return scale, scale_last, ref.detach(), ref_last.detach(), None, None
+    used = [t for t in leaves if t is not None]
+    ref_grads = torch.autograd.grad((ref, ref_last), used, (g, g_last), allow_unused=True, materialize_grads=True)
+    magnitudes = [t.detach().abs().requires_grad_() for t in used]
+    with torch.enable_grad():
+        bound, bound_last = oracle(*magnitudes, *([None] * (3 - len(magnitudes))))
+    grad_scales = torch.autograd.grad((bound, bound_last), magnitudes, (g.abs(), g_last.abs()), allow_unused=True,
+                                      materialize_grads=True)
+    return scale, scale_last, ref.detach(), ref_last.detach(), ref_grads, grad_scales
+
+
 def scan_reference(a, kv, h0, gradients, seed):
-    """(scale, scale_last, ref, ref_last, ref_grads, grad_scales) from the oracle, memoised on the
-    inputs' bytes. grad_scales are the gradients of the scan of magnitudes under the magnitudes of
-    the upstream gradients: elementwise, the sum of |terms| each true gradient adds up. Memoised:
-    a perf group checks every backend on the same inputs, and the float64 loop at L = 16384 with
-    its autograd graph costs seconds."""
+    """(lanes, scale, scale_last, ref, ref_last, ref_grads, grad_scales) from the oracle on the judged
+    `lanes` (scan_lanes: channels, in every batch row), run on chunks of them so that its float64
+    temporaries stay small. grad_scales are the gradients of the scan of magnitudes under the
+    magnitudes of the upstream gradients: elementwise, the sum of |terms| each true gradient adds up.
+    Memoised on the judged inputs' bytes: a perf group checks every backend on the same inputs, and
+    the float64 loop at L = 16384 with its autograd graph costs seconds."""
+    lanes = scan_lanes(*a.shape)
+    a, kv = (t.detach()[..., lanes].cpu() for t in (a, kv))  # (b l judged)
+    h0 = None if h0 is None else h0.detach()[:, lanes].cpu()  # (b judged)
     key = (_fingerprint(a, kv, h0), gradients, seed)
     if key not in _REFERENCES:
-        wide = [None if t is None else _wide(t) for t in (a, kv, h0)]
-        scale, scale_last = oracle(*[None if t is None else t.abs() for t in wide])
-        leaves = [None if t is None else t.requires_grad_(gradients) for t in wide]
-        with torch.set_grad_enabled(gradients):
-            ref, ref_last = oracle(*leaves)
-        ref_grads = grad_scales = None
-        if gradients:
-            g, g_last = _upstream(ref, seed, a.dtype), _upstream(ref_last, seed + 1, a.dtype)
-            ref_grads = torch.autograd.grad((ref, ref_last), [t for t in leaves if t is not None], (g, g_last),
-                                            allow_unused=True, materialize_grads=True)
-            magnitudes = [None if t is None else t.detach().abs().requires_grad_() for t in leaves]
-            with torch.enable_grad():
-                bound, bound_last = oracle(*magnitudes)
-            grad_scales = torch.autograd.grad((bound, bound_last), [t for t in magnitudes if t is not None],
-                                              (g.abs(), g_last.abs()), allow_unused=True, materialize_grads=True)
         _REFERENCES.clear()  # one entry: the group being checked
-        _REFERENCES[key] = (scale, scale_last, ref.detach(), ref_last.detach(), ref_grads, grad_scales)
+        complex_ = a.is_complex()
+        g = _random_upstream(a.shape, complex_, seed, a.dtype)
+        g_last = _random_upstream((a.shape[0], a.shape[2]), complex_, seed + 1, a.dtype)
+        # contiguous chunks: torch's complex abs takes another path on strided views, an ulp apart
+        chunks = [_reference_chunk(a[..., part].contiguous(), kv[..., part].contiguous(),
+                                   None if h0 is None else h0[:, part].contiguous(),
+                                   g[..., part].contiguous(), g_last[:, part].contiguous(), gradients)
+                  for part in _lane_chunks(a.shape[2], a.shape[0], a.shape[1])]
+        joined = [torch.cat(parts, dim=-1) for parts in zip(*[c[:4] for c in chunks])]
+        grads = [None, None]
+        if gradients:
+            grads = [[torch.cat(parts, dim=-1) for parts in zip(*[c[field] for c in chunks])] for field in (4, 5)]
+        _REFERENCES[key] = (lanes, *joined, *grads)
     return _REFERENCES[key]
 
 
 def scan_references(a, kv, h0=None, gradients=True, seed=1234):
-    """The oracle's outputs and gradients for these inputs (memoised: free right after check_scan)."""
-    _, _, ref, ref_last, ref_grads, _ = scan_reference(a, kv, h0, gradients, seed)
+    """The oracle's outputs and gradients on the judged lanes (memoised: free right after check_scan)."""
+    _, _, _, ref, ref_last, ref_grads, _ = scan_reference(a, kv, h0, gradients, seed)
     return [ref, ref_last, *(ref_grads or ())]
 
 
 def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234):
-    """Verdicts for h, h_last and (when asked and differentiable) every gradient, vs the oracle."""
+    """Verdicts for h, h_last and (when asked and differentiable) every gradient, vs the oracle, on
+    the judged lanes (scan_lanes). The backend runs on the whole inputs: the upstream gradient is
+    zero outside the judged lanes."""
     tol = backend.tolerance(a.dtype)
     gradients = gradients and backend.differentiable
-    scale, scale_last, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, gradients, seed)
-    inputs = [t.detach().clone().requires_grad_(gradients) if t is not None else None for t in (a, kv, h0)]
+    lanes, scale, scale_last, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, gradients, seed)
+    # no copies of the case's inputs (a large case has no room for them): fresh leaves on their storage
+    inputs = [t.detach().requires_grad_(gradients) if t is not None else None for t in (a, kv, h0)]
     with torch.set_grad_enabled(gradients):
         h, h_last = backend(*inputs)
-    verdicts = [judge_output("h", h, ref, scale, tol), judge_output("h_last", h_last, ref_last, scale_last, tol)]
+    verdicts = [judge_output("h", h.detach()[..., lanes].cpu(), ref, scale, tol),
+                judge_output("h_last", h_last.detach()[:, lanes].cpu(), ref_last, scale_last, tol)]
     if gradients:
         names = [n for n, t in zip(("a", "kv", "h0"), inputs) if t is not None]
-        g, g_last = _upstream(ref, seed, a.dtype), _upstream(ref_last, seed + 1, a.dtype)
-        grads = torch.autograd.grad((h, h_last), [t for t in inputs if t is not None],
-                                    (g.to(h.dtype), g_last.to(h.dtype)), allow_unused=True, materialize_grads=True)
+        g, g_last = torch.zeros_like(h), torch.zeros_like(h_last)
+        g[..., lanes] = _upstream(ref, seed, a.dtype).to(h.dtype).to(h.device)
+        g_last[:, lanes] = _upstream(ref_last, seed + 1, a.dtype).to(h.dtype).to(h.device)
+        grads = torch.autograd.grad((h, h_last), [t for t in inputs if t is not None], (g, g_last),
+                                    allow_unused=True, materialize_grads=True)
+        del h, h_last, g, g_last
+        judged = [gr.detach()[..., lanes].cpu() if gr.ndim == 3 else gr.detach()[:, lanes].cpu() for gr in grads]
+        del grads
         verdicts += [judge_normwise(f"grad_{n}", gr, rg, tol.grad_rtol, tol.atol, gs)
-                     for n, gr, rg, gs in zip(names, grads, ref_grads, grad_scales)]
+                     for n, gr, rg, gs in zip(names, judged, ref_grads, grad_scales)]
     return verdicts
 
 
@@ -149,11 +213,7 @@ def judged_channels(batch, length, channels):
     """Indices of the channels a convolution check judges: all of them, or evenly spaced ones
     within ORACLE_MULTIPLY_ADDS."""
     per_channel = max(1, batch * length * (length + 1) // 2)
-    count = max(1, min(channels, ORACLE_MULTIPLY_ADDS // per_channel))
-    if not channels:
-        return torch.arange(0)
-    # float64: float32 steps cannot tell channels apart beyond 2^24, and unique() would merge them
-    return torch.linspace(0, channels - 1, count, dtype=torch.float64).round().long().unique()
+    return _spaced(channels, ORACLE_MULTIPLY_ADDS // per_channel)
 
 
 def check_conv(backend, u, K, gradients=True, seed=1234):

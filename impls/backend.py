@@ -83,27 +83,61 @@ class Backend:
             raise BackendUnavailableError(f"{self.kind} backend {self.name!r} is unavailable: {self.unavailable_reason}")
 
 
+    def _bind(self, *inputs):
+        """Check these inputs once (arguments, then the declared limits, which may read the data),
+        then a callable that runs the kernel alone on them: what a timing loop calls, so that its
+        time is the kernel's and not the checks' (README: what a timed call includes). The inputs
+        must not be changed or resized between its calls."""
+        self._require_available()
+        inputs = self._checked(*inputs)
+        self._refuse(*inputs)
+        empty = self._empty(*inputs)
+        if empty is not None:
+            return empty
+        fn = self.fn
+        return lambda: fn(*inputs)
+
+
 class ScanBackend(Backend):
     def __call__(self, a, kv, h0=None):
-        self._require_available()
+        return self._bind(a, kv, h0)()
+
+    def kernel(self, a, kv, h0=None):
+        """`backend(a, kv, h0)` as a callable of no arguments, its inputs checked once (Backend._bind)."""
+        return self._bind(a, kv, h0)
+
+    def _checked(self, a, kv, h0=None):
         validation.check_scan_inputs(self, a, kv, h0)
-        self._refuse(a, kv, h0)
-        if a.numel() == 0:  # an empty batch, length or channel axis: no kernel is asked to launch on it
+        return a, kv, h0
+
+    def _empty(self, a, kv, h0):
+        if a.numel():
+            return None
+
+        def empty():  # an empty batch, length or channel axis: no kernel is asked to launch on it
             batch, _, channels = a.shape
             # a copy of h0, never h0 itself: an output must not be a view of an input
             h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0.clone()
             return a * kv, h_last  # empty, and part of the graph for autograd
-        return self.fn(a, kv, h0)
+        return empty
 
 
 class ConvBackend(Backend):
     def __call__(self, u, K):
-        self._require_available()
+        return self._bind(u, K)()
+
+    def kernel(self, u, K):
+        """`backend(u, K)` as a callable of no arguments, its inputs checked once (Backend._bind)."""
+        return self._bind(u, K)
+
+    def _checked(self, u, K):
         validation.check_conv_inputs(self, u, K)
-        K = K[: u.shape[1]]
-        if u.numel() == 0:  # an empty batch, length or channel axis: FFT libraries refuse empty plans
-            return u * K  # (b l h), empty, and part of the graph for autograd
-        return self.fn(u, K)
+        return u, K[: u.shape[1]]
+
+    def _empty(self, u, K):
+        if u.numel():
+            return None
+        return lambda: u * K  # (b l h), empty, and part of the graph for autograd: FFT libraries refuse empty plans
 
 
 class Registry:

@@ -61,13 +61,21 @@ class Domain:
         return "; ".join(p for p in parts if p) or "all inputs"
 
 
-def log_span(a):
-    """max over batch, channel and t of |sum_{r<=t} log a_r| (complex log; zeros as the dtype's tiny)."""
-    wide = torch.complex128
+def log_span(a, chunk_elements=2 ** 20):
+    """max over batch, channel and t of |sum_{r<=t} log a_r| (complex log; zeros as the dtype's tiny).
+    Channels are independent: it runs on chunks of them, so its complex128 temporaries stay small
+    whatever the size of `a` (B, L, D)."""
+    if not a.numel():
+        return 0.0
     real = a.real.dtype if a.is_complex() else a.dtype
-    magnitude = a.detach().abs().to(torch.float64).clamp_min(torch.finfo(real).tiny)
-    log_a = torch.complex(magnitude.log(), a.detach().angle().to(torch.float64)).to(wide)
-    return float(torch.cumsum(log_a, dim=1).abs().max()) if a.numel() else 0.0
+    step = max(1, chunk_elements // (a.shape[0] * a.shape[1]))
+    span = 0.0
+    for start in range(0, a.shape[2], step):
+        part = a.detach()[..., start:start + step]  # (b l chunk)
+        magnitude = part.abs().to(torch.float64).clamp_min(torch.finfo(real).tiny)
+        log_a = torch.complex(magnitude.log(), part.angle().to(torch.float64))
+        span = max(span, float(torch.cumsum(log_a, dim=1).abs().max()))
+    return span
 
 
 @dataclass(frozen=True)

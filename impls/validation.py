@@ -64,6 +64,10 @@ def check_conv_inputs(backend, u, K):
     require_supported(backend, "u", u)
 
 
-def require_finite(name, value, why):
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite (no NaN or inf): {why}")
+def nonfinite(why, **named):
+    """A declared limit (Backend.limits): which named tensor holds a NaN or inf, and `why` that matters;
+    None when all are finite. It reads the data, so it runs once per case, not in a timed call."""
+    for name, value in named.items():
+        if not bool(torch.isfinite(value).all()):
+            return f"{name} must be finite (no NaN or inf): {why}"
+    return None

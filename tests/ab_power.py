@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pandas as pd  # noqa: E402
+
 from harness.compare import compare  # noqa: E402
 from harness.records import load_rows  # noqa: E402
 from run_bench import AB_FACTOR  # noqa: E402
@@ -75,11 +77,15 @@ def one_run(repo, target, reports, ab_flags):
 
 
 def tally(table, slowed):
-    """(detected, false calls) for one comparison table; `slowed`: whether native forward was slowed."""
+    """(detected, false calls, median native forward ratio, what was called) for one comparison table;
+    `slowed`: whether native forward was slowed."""
     native_forward = (table.backend == "native") & (table["mode"] == "forward")
     detected = bool(slowed and native_forward.any() and (table[native_forward].verdict == "regression").all())
     others = table[~native_forward] if slowed else table
-    return detected, int(others.verdict.isin(CHANGED).sum()), table[native_forward].ratio.median()
+    called = others[others.verdict.isin(CHANGED)]
+    shown = "; ".join(f"{row.backend} {row.mode} L={row.L} {row.ratio:.3f} p={row.p_value:.2g} {row.verdict}"
+                      for row in pd.concat([table[native_forward], called]).itertuples())
+    return detected, int(others.verdict.isin(CHANGED).sum()), table[native_forward].ratio.median(), shown
 
 
 def main():
@@ -104,9 +110,9 @@ def main():
                 baseline = stored.merge(ran, on=["backend", "L", "mode"])
                 stored_comparison = compare(baseline, head_rows.assign(machine_id="this-run"), 6, on="floor")
                 results[name].append((tally(paired.table, slowed), tally(stored_comparison.table, slowed)))
-                (ab, ab_false, ratio), (st, st_false, _) = results[name][-1]
-                print(f"trial {trial + 1} {name}: ab detected={ab} false={ab_false} (native forward ratio "
-                      f"{ratio:.3f}); stored-baseline compare detected={st} false={st_false}", flush=True)
+                (ab, ab_false, _, shown), (st, st_false, _, _) = results[name][-1]
+                print(f"trial {trial + 1} {name}: ab detected={ab} false={ab_false} ({shown}); "
+                      f"stored-baseline compare detected={st} false={st_false}", flush=True)
     print("\n| change | runs | `ab`: detected | `ab`: runs with a false call | `compare` vs stored baseline: detected "
           "| `compare`: runs with a false call | median measured ratio (native forward) |")
     print("|---|---:|---:|---:|---:|---:|---:|")

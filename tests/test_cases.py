@@ -71,3 +71,39 @@ def test_a_dss_forward_backward_case_checks_every_gradient_before_its_time_count
     monkeypatch.setattr(cases, "dss_forward", lambda *args, **kwargs: _DoubledGradient.apply(right(*args, **kwargs)))
     verdicts = cases.build(key).check()
     assert verdicts[0].passed and not any(v.passed for v in verdicts[1:])
+
+
+@pytest.mark.parametrize("mode", ["forward", "forward+backward"])
+def test_a_timed_call_runs_the_kernel_alone_its_limits_read_once_per_case(monkeypatch, mode):
+    """fla_hgrn's declared limit reads every gate ((a > 0).all() and a host sync): it was timed with
+    the kernel on every call."""
+    from impls.backend import ScanBackend
+
+    calls = {"limits": 0, "kernel": 0}
+    sequential = cases.get_scan_backend("sequential")
+
+    def limits(a, kv, h0):
+        calls["limits"] += 1
+        return None
+
+    def kernel(a, kv, h0):
+        calls["kernel"] += 1
+        return sequential.fn(a, kv, h0)
+    counted = ScanBackend(name="counted", kind="scan", fn=kernel, limits=limits,
+                          declared_tolerances=((torch.float32, sequential.tolerance(torch.float32)),))
+    monkeypatch.setattr(cases, "get_scan_backend", lambda name: counted)
+    case = build(CaseKey(family="scan", backend="counted", mode=mode, **SIZES))
+    read = calls["limits"]
+    assert 1 <= read <= 2 and calls["kernel"] == 0
+    for _ in range(5):
+        case.run()
+    assert calls == {"limits": read, "kernel": 5}
+
+
+def test_a_case_the_limits_refuse_is_never_run(monkeypatch):
+    from impls.backend import ScanBackend
+
+    refusing = ScanBackend(name="refusing", kind="scan", fn=None, limits=lambda a, kv, h0: "gates a > 0 only")
+    monkeypatch.setattr(cases, "get_scan_backend", lambda name: refusing)
+    case = build(CaseKey(family="scan", backend="refusing", mode="forward", **SIZES))
+    assert case.refusal == "gates a > 0 only"

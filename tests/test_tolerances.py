@@ -95,6 +95,13 @@ class TestDomain:
         assert Domain(max_log_span=span).violations(a) == []
         assert Domain(max_log_span=span * (1 - 1e-9)).violations(a)[0].startswith("log span 2.77 >")
 
+    def test_a_log_span_taken_on_chunks_of_channels_finds_the_widest_channel(self):
+        a = torch.full((2, 5, 7), 0.9, dtype=torch.complex128)
+        a[1, :, 5] = 0.25j  # the widest: 5 log 4 in magnitude, 5 pi / 2 in angle, on the last chunk but one
+        widest = abs(complex(5 * math.log(0.25), 5 * math.pi / 2))
+        for chunk in (1, 10, 2 * 5 * 3, 10 ** 6):  # one channel, 1 channel (too small), 3 channels, all at once
+            assert log_span(a, chunk_elements=chunk) == pytest.approx(widest, rel=1e-12)
+
     def test_no_bound_is_no_violation(self):
         assert Domain().violations(torch.rand(1, 10 ** 4, 1), references=[torch.tensor([1e30])]) == []
         assert Domain(max_len=3).violations() == [] and Domain(max_log_span=1.0).violations(length=9) == []

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from harness import verify
 from harness.inputs import scan_inputs
 from harness.verify import (_upstream, check_conv, check_scan, judge_elementwise, judged_channels, judge_normwise,
-                            judge_output, scan_reference, scan_references)
+                            judge_output, scan_lanes, scan_reference, scan_references)
 from impls import get_conv_backend, get_scan_backend
 from impls.backend import ScanBackend
 from impls.tolerances import Tolerance
@@ -25,7 +26,7 @@ def test_gradient_judge_boundary_is_the_larger_of_max_ref_and_the_term_scale(fra
 def test_gradient_scales_are_the_sums_of_magnitudes_of_the_terms():
     """For h0 (one channel): dL/dh0 = sum_t g_t prod_{r<=t} a_r + g_last prod_r a_r, term by term."""
     a, kv, h0 = scan_inputs(1, 9, 1, torch.float64, gate_regime="signed", kv_regime="normal", seed=3)
-    _, _, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, True, seed=1234)
+    _, _, _, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, True, seed=1234)
     g, g_last = _upstream(ref, 1234, a.dtype)[0, :, 0], _upstream(ref_last, 1235, a.dtype)[0, 0]
     prods = a[0, :, 0].cumprod(0)
     terms = torch.cat([g * prods, (g_last * prods[-1])[None]])
@@ -147,3 +148,66 @@ def test_a_gradient_a_backend_never_forms_fails_instead_of_crashing():
 def test_judged_channels_at_the_budget_boundary(shape, expected):
     picked = judged_channels(*shape)
     assert (picked.tolist() if isinstance(expected, list) else len(picked)) == expected
+
+
+def test_a_small_scan_case_is_judged_on_every_lane_and_a_large_one_on_a_bounded_spaced_sample():
+    assert scan_lanes(4, 1024, 1024).tolist() == list(range(1024))  # 2^22 elements: whole
+    lanes = scan_lanes(2, 65536, 1536)  # the large case of README's bound
+    assert lanes[0] == 0 and lanes[-1] == 1535 and len(lanes) == len(lanes.unique())
+    judged = 2 * 65536 * len(lanes)
+    assert 0 < judged <= verify.CHECK_FRACTION * 2 * 65536 * 1536
+    assert len(scan_lanes(1, 2 ** 23, 3)) == 1  # one channel longer than the whole budget: still judged
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_the_oracle_run_on_lane_chunks_gives_exactly_what_it_gives_in_one_piece(monkeypatch, with_h0):
+    a, kv, h0 = scan_inputs(2, 9, 7, torch.complex128, gate_regime="signed", kv_regime="normal", seed=5,
+                            with_h0=with_h0)
+    whole = scan_reference(a, kv, h0, True, seed=77)
+    verify._REFERENCES.clear()
+    monkeypatch.setattr(verify, "ORACLE_CHUNK_ELEMENTS", 2 * 9 * 2)  # chunks of 2 channels: 4 chunks, the last of 1
+    chunked = scan_reference(a, kv, h0, True, seed=77)
+    flat = lambda refs: [t for part in refs[1:] for t in (part if isinstance(part, (list, tuple)) else [part])]
+    assert len(flat(whole)) == len(flat(chunked)) == 4 + 2 * (3 if with_h0 else 2)
+    for mine, theirs in zip(flat(chunked), flat(whole)):
+        assert torch.equal(mine, theirs)
+
+
+def _corrupting(lane):
+    """sequential, with h off by 1% on one channel."""
+    sequential = get_scan_backend("sequential")
+
+    def scan(a, kv, h0):
+        h, h_last = sequential(a, kv, h0)
+        wrong = torch.ones(h.shape[-1], dtype=h.dtype)
+        wrong[lane] = 1.01
+        return h * wrong, h_last
+    return ScanBackend(name="corrupting", kind="scan", fn=scan, declared_tolerances=(
+        (torch.float64, Tolerance(1e-10, 1e-12, 1e-10)),))
+
+
+def test_a_sampled_check_fails_a_wrong_judged_lane_and_judges_no_other(monkeypatch):
+    monkeypatch.setattr(verify, "WHOLE_CHECK_ELEMENTS", 0)  # every case is "large"
+    monkeypatch.setattr(verify, "CHECK_FRACTION", 1 / 4)
+    a, kv, _ = scan_inputs(1, 16, 16, torch.float64, seed=3, with_h0=False)
+    lanes = scan_lanes(1, 16, 16).tolist()
+    assert 1 < len(lanes) <= 4
+    judged_h = lambda lane: next(v for v in check_scan(_corrupting(lane), a, kv, gradients=False) if v.quantity == "h")
+    assert not judged_h(lanes[1]).passed
+    skipped = next(lane for lane in range(16) if lane not in lanes)
+    assert judged_h(skipped).passed  # the stated sample: a lane outside it is not judged
+
+
+def test_a_large_scan_check_adds_less_than_the_case_s_own_tensors_to_the_peak():
+    """The old check widened the whole case to float64 and complex128 and kept the oracle's four
+    double-double states: 8x the case's own tensors (README: the check of a large case)."""
+    from harness.memory import rss_peak_above_start
+
+    native = get_scan_backend("native")
+    small, small_kv, _ = scan_inputs(1, 3, 2, torch.float32, with_h0=False)
+    check_scan(native, small, small_kv, gradients=False)  # compiles and thread pools are not the check's
+    a, kv, _ = scan_inputs(2, 8192, 512, torch.float32, seed=11, with_h0=False)  # 2^23 elements: sampled
+    verdicts = []
+    peak = rss_peak_above_start(lambda: verdicts.extend(check_scan(native, a, kv, gradients=False)))
+    assert all(v.passed for v in verdicts)
+    assert peak <= 3 * a.numel() * a.element_size()  # a, kv and h

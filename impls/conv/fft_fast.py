@@ -9,8 +9,7 @@ from einops import rearrange
 from torch.fft import irfft, rfft
 
 from ..backend import ConvBackend
-from ..validation import require_finite
-from .fft import NONFINITE
+from .fft import finite_inputs
 
 
 def next_fast_len(n):
@@ -31,8 +30,6 @@ def next_fast_len(n):
 
 
 def fft_fast_conv(u, K):  # (b l h), (l h) -> (b l h)
-    for name, value in (("u", u), ("K", K)):
-        require_finite(name, value, NONFINITE)
     length = u.shape[1]
     n = next_fast_len(2 * length - 1)
     u_f = rfft(rearrange(u, "b l h -> b h l").contiguous(), n=n)
@@ -42,5 +39,5 @@ def fft_fast_conv(u, K):  # (b l h), (l h) -> (b l h)
 
 
 def load():
-    return ConvBackend(name="fft_fast", kind="conv", fn=fft_fast_conv,
+    return ConvBackend(name="fft_fast", kind="conv", fn=fft_fast_conv, limits=finite_inputs,
                        description="rfft/irfft at the next 7-smooth length >= 2L-1, contiguous axis")
