@@ -13,14 +13,15 @@
 """
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
-from harness import sweeps
-from harness.isolation import CASE_TIMEOUT_S, SweepInterrupted
-from harness.records import RunLocked
-from harness.cases import DTYPES
-from harness.shard import WHOLE, Shard
+from scanlab.harness import sweeps
+from scanlab.harness.isolation import CASE_TIMEOUT_S, SweepInterrupted
+from scanlab.harness.records import RunLocked
+from scanlab.harness.cases import DTYPES
+from scanlab.harness.shard import WHOLE, Shard
 
 ROOT = Path(__file__).resolve().parent
 # ab's defaults, chosen from tests/ab_power.py's measurement on this 2-core machine (README: CI): the
@@ -224,8 +225,8 @@ def resolve_device(choice):
 def _check_backends(names, family, here=True):
     """Every name a backend of the family; with `here`, one that runs on this machine (a submitted
     sweep runs elsewhere: a GPU backend is not available on the node that submits it)."""
-    from impls import all_conv_backends, all_scan_backends
-    from harness.perf import default_backends
+    from scanlab.impls import all_conv_backends, all_scan_backends
+    from scanlab.harness.perf import default_backends
 
     if not names:
         return
@@ -253,7 +254,7 @@ def _check_backends(names, family, here=True):
 
 
 def cmd_list():
-    from impls import all_conv_backends, all_scan_backends
+    from scanlab.impls import all_conv_backends, all_scan_backends
 
     for kind, backends in (("scan", all_scan_backends()), ("conv", all_conv_backends())):
         print(f"{kind} backends:")
@@ -278,8 +279,8 @@ def perf_plan(args, here=True, ab=False):
     """(family -> config, Rounds) for the perf sweeps the flags ask for, all checked before any runs:
     a bad flag must not leave a run file behind, nor stop the sweep after its first family. `ab`
     takes at least AB_ROUNDS paired rounds (README: CI)."""
-    from harness.cases import family_dtypes
-    from harness.timing import Rounds
+    from scanlab.harness.cases import family_dtypes
+    from scanlab.harness.timing import Rounds
 
     chosen = sweeps.preset(args.preset)
     least = args.rounds or (max(chosen["rounds"], AB_ROUNDS[0]) if ab else chosen["rounds"])
@@ -302,13 +303,13 @@ def perf_plan(args, here=True, ab=False):
 
 def isolated(args):
     """The worker each sweep's cases run in: a crash or a hang is recorded and the sweep goes on."""
-    from harness.isolation import Isolated
+    from scanlab.harness.isolation import Isolated
 
     return Isolated(args.threads if hasattr(args, "threads") else None, args.case_timeout or CASE_TIMEOUT_S)
 
 
 def cmd_accuracy(args, device, config, executor=None):
-    from harness.accuracy import run_accuracy
+    from scanlab.harness.accuracy import run_accuracy
 
     run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress,
                        shard=args.shard, keep_complete=args.skip_complete, executor=executor,
@@ -318,7 +319,7 @@ def cmd_accuracy(args, device, config, executor=None):
 
 
 def cmd_perf(args, device, plan, executor=None):
-    from harness.perf import perf_groups, run_perf
+    from scanlab.harness.perf import perf_groups, run_perf
 
     configs, rounds = plan
     chosen = sweeps.preset(args.preset)
@@ -354,7 +355,7 @@ def _job_argv(args):
 
 
 def cmd_submit(args):
-    from harness.submit import cluster_of, executor, submit_shards, summary
+    from scanlab.harness.submit import cluster_of, executor, submit_shards, summary
 
     if args.fresh:
         raise UserError("submit: --fresh would restart every shard each time it is submitted; submitting again "
@@ -392,7 +393,7 @@ def cmd_submit(args):
         return 1 if failed_jobs else 0
     # the shards ran with --allow-failures (a failing case is a record, not a job to resubmit): the
     # verdict on their cases is given here, from what they recorded
-    from harness.records import load_rows
+    from scanlab.harness.records import load_rows
 
     machines = [p for p in Path(args.reports).iterdir() if (p / "runs").is_dir()] if Path(args.reports).is_dir() else []
     suites = ["accuracy"] if args.sweep == "accuracy" else [f"perf-{family}" for family in args.family]
@@ -402,7 +403,7 @@ def cmd_submit(args):
 
 
 def cmd_report(reports):
-    from harness.report import render_all
+    from scanlab.harness.report import render_all
 
     if not Path(reports).is_dir():
         raise UserError(f"report: --reports {reports} is not a folder (expected the folder sweeps write records to)")
@@ -416,7 +417,7 @@ def cmd_report(reports):
 
 
 def _compare_rows(path, side):
-    from harness.records import load_rows
+    from scanlab.harness.records import load_rows
 
     if not Path(path).exists():
         raise UserError(f"compare: {side} {path} does not exist (expected a .jsonl run file or a machine folder)")
@@ -430,8 +431,8 @@ def _compare_rows(path, side):
 
 
 def cmd_compare(args):
-    from harness.compare import CompareError, compare, summary_markdown
-    from harness.records import atomic_write_text
+    from scanlab.harness.compare import CompareError, compare, summary_markdown
+    from scanlab.harness.records import atomic_write_text
 
     base, new = _compare_rows(args.base, "BASE"), _compare_rows(args.new, "NEW")
     try:
@@ -447,14 +448,12 @@ def cmd_compare(args):
 
 
 def cmd_ab(args, device):
-    import tempfile
-
-    from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, resolve
-    from harness.ab.runner import run_ab
-    from harness.ab.sides import Worker
-    from harness.ab.paired import ALPHA, MIN_PAIRED_ROUNDS
-    from harness.compare import CompareError, summary_markdown
-    from harness.records import atomic_write_text
+    from scanlab.harness.ab.revisions import WORKING_TREE, RevisionError, resolve
+    from scanlab.harness.ab.runner import run_ab
+    from scanlab.harness.ab.sides import Worker
+    from scanlab.harness.ab.paired import ALPHA, MIN_PAIRED_ROUNDS
+    from scanlab.harness.compare import CompareError, summary_markdown
+    from scanlab.harness.records import atomic_write_text
 
     if not args.shard.whole or args.skip_complete:
         raise UserError("ab: --shard and --skip-complete split or skip a sweep; ab measures both sides of every case "
@@ -473,22 +472,21 @@ def cmd_ab(args, device):
         raise UserError(f"ab: {error}") from None
     print(f"ab: BASE = {sides['base'].label}\n    HEAD = {sides['head'].label}")
     modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
-    with tempfile.TemporaryDirectory(prefix="scanlab-ab-") as scratch:
-        workers = {name: Worker(side, import_folder(side, scratch), args.threads, modules,
-                                args.case_timeout or CASE_TIMEOUT_S) for name, side in sides.items()}
-        try:
-            chosen = sweeps.preset(args.preset)
-            comparison, runs, unmeasurable = run_ab(plan, device, args.reports, sides, workers, rounds,
-                                                    chosen["min_sample_s"], factor, allow_missing=args.allow_missing,
-                                                    resume=not args.fresh, progress=not args.no_progress)
-        except CompareError as error:  # nothing on BASE's side at all: nothing was compared
-            print(f"ab FAILED: {error}", file=sys.stderr)
-            return 1
-        except RunLocked as held:
-            raise UserError(f"ab: {held}") from None
-        finally:
-            for worker in workers.values():
-                worker.close()
+    workers = {name: Worker(side, side.impls, args.threads, modules, args.case_timeout or CASE_TIMEOUT_S)
+               for name, side in sides.items()}
+    try:
+        chosen = sweeps.preset(args.preset)
+        comparison, runs, unmeasurable = run_ab(plan, device, args.reports, sides, workers, rounds,
+                                                chosen["min_sample_s"], factor, allow_missing=args.allow_missing,
+                                                resume=not args.fresh, progress=not args.no_progress)
+    except CompareError as error:  # nothing on BASE's side at all: nothing was compared
+        print(f"ab FAILED: {error}", file=sys.stderr)
+        return 1
+    except RunLocked as held:
+        raise UserError(f"ab: {held}") from None
+    finally:
+        for worker in workers.values():
+            worker.close()
     text = summary_markdown(comparison)
     print(text)
     for name, side_runs in runs.items():
@@ -504,8 +502,8 @@ def cmd_ab(args, device):
 
 
 def cmd_import(args):
-    from harness.benchmark_import import benchmark_rows
-    from harness.records import open_run
+    from scanlab.harness.benchmark_import import benchmark_rows
+    from scanlab.harness.records import open_run
 
     if not Path(args.json_file).is_file():
         raise UserError(f"import-benchmark: {args.json_file} is not a file")
@@ -536,7 +534,7 @@ def set_threads(count):
 
 
 def load_backend_modules(specs):
-    from impls.plugins import load_module
+    from scanlab.impls.plugins import load_module
 
     for spec in specs or ():
         try:
@@ -584,7 +582,7 @@ def main(argv=None):
 
 def sweep_status(rows, allow_failures):
     """1 when an in-domain case failed its check (listed, worst first), unless failures are allowed."""
-    from harness.failures import failures, summary
+    from scanlab.harness.failures import failures, summary
 
     found = failures(rows)
     if found:
@@ -592,7 +590,12 @@ def sweep_status(rows, allow_failures):
     return 1 if found and not allow_failures else 0
 
 
-if __name__ == "__main__":
+def cli():
+    """`python run_bench.py` and the `scanlab` command: main() with its exit statuses."""
+    # a plugin module named by import path (--backend-module my_kernels) is found in the working folder,
+    # as the workers find it; last on the path, so it shadows nothing installed
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         sys.exit(main())
     except UserError as error:
@@ -601,3 +604,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # Ctrl-C: an interruption, recorded as nothing; the next run resumes
         print("interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()

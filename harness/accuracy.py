@@ -2,7 +2,7 @@
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
 from tqdm import tqdm
 
-from impls import all_scan_backends, conv_backends
+from ..impls import all_scan_backends, conv_backends
 
 from .case_key import CaseKey
 from .crashes import (CRASHED, QUARANTINED, RAISED, open_sweep_run, not_finished_rows, quarantine_note,

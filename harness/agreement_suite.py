@@ -6,8 +6,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import agreement
-from harness.strategies import SCAN_DTYPES
+from . import agreement
+from .strategies import SCAN_DTYPES
 
 
 @pytest.fixture(params=SCAN_DTYPES, ids=lambda d: str(d).removeprefix("torch."))

@@ -87,6 +87,8 @@ def _cases(rows, metric):
     """KEY, `time` (empty when the case failed or was refused), its `note`, and the compared figure
     with its interval and samples: one row per case. Floors have no floor_multiple and drop out
     across machines."""
+    if "metric" not in rows:  # no rows at all (a side that could not be measured)
+        return pd.DataFrame(columns=KEY + ["time", "note", "value", "lo", "hi", "samples"])
     for column, default in (("suite", "perf"), ("lo", ""), ("hi", ""), ("note", ""), ("samples", "")):
         if column not in rows:
             rows = rows.assign(**{column: default})

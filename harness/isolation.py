@@ -9,11 +9,9 @@ or SIGHUP was stopped from outside (a job's time limit, Ctrl-C): that is SweepIn
 is recorded, and the next run resumes."""
 import os
 import sys
-from pathlib import Path
 
 from .worker_process import WorkerGone, WorkerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 CASE_TIMEOUT_S = 1800.0  # a hang, not a slow case: the full preset's longest cases take minutes
 
 
@@ -50,13 +48,13 @@ class Isolated:
     """Runs each unit in a long-lived worker (JIT caches kept), started again after a death."""
 
     def __init__(self, threads=None, case_timeout_s=CASE_TIMEOUT_S):
-        argv = [sys.executable, "-X", "faulthandler", "-m", "harness.unit_worker"]
+        argv = [sys.executable, "-X", "faulthandler", "-m", "scanlab.harness.unit_worker"]
         argv += ["--threads", str(threads)] if threads else []
         # the worker imports what this process can: scanlab, plugins on the caller's path (and those
         # named by --backend-module, through plugins.MODULES_ENV, which it inherits)
-        path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-        # run from ROOT: `python -m` puts the working folder first, and it must find this harness
-        self.worker = WorkerProcess(argv, {**os.environ, "PYTHONPATH": path}, case_timeout_s, cwd=ROOT)
+        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+        # the working folder stays on the path for plugin modules named by import path
+        self.worker = WorkerProcess(argv, {**os.environ, "PYTHONPATH": path}, case_timeout_s)
 
     def run(self, op, **fields):
         started = []

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 # Below the mmap threshold glibc serves blocks from its heap, which it keeps: a CPU peak under 64 KiB
 # is below what the method resolves, and reports show it as "< 64 KiB", never as 0.
 CPU_RESOLUTION_BYTES = 65536
@@ -52,12 +51,12 @@ def cpu_peaks(keys, timeout_s=600):
     if not keys:
         return []
     # the worker imports what this process can: scanlab, plugins on the caller's path, modules beside it
-    path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(CPU_RESOLUTION_BYTES), "PYTHONPATH": path,
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the worker measures at the sweep's thread count
     request = "".join(json.dumps(key.as_row()) + "\n" for key in keys)
-    done = subprocess.run([sys.executable, "-m", "harness.memory_worker"], input=request, capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=timeout_s)
+    done = subprocess.run([sys.executable, "-m", "scanlab.harness.memory_worker"], input=request, capture_output=True,
+                          text=True, env=env, timeout=timeout_s)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if len(results) != len(keys):
         raise RuntimeError(f"memory worker answered {len(results)} of {len(keys)} cases: {done.stderr[-2000:]}")

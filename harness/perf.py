@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from impls import all_scan_backends
+from ..impls import all_scan_backends
 
 from .case_key import CaseKey
 from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,

@@ -1,19 +1,20 @@
 """scanlab's agreement suite as a pytest plugin, for a backend of your own.
 
     pytest --scanlab-backend my_kernels:backend              a module's backend (or path/to/file.py:backend)
-    pytest --scanlab-backend numpy_loop --hypothesis-profile=ci    a backend registered by an installed plugin
+    pytest --scanlab-backend numpy_loop --hypothesis-profile=scanlab-ci    a backend registered by an installed plugin
 
-runs harness/agreement_suite.py (the properties scanlab holds its own backends to: oracle agreement
+runs scanlab.harness.agreement_suite (the properties scanlab holds its own backends to: oracle agreement
 over lengths and gate regimes, gradients, continuation with the state, identities, bad inputs) on
 each named backend, in every dtype it declares. Or request it from a test file of your own:
 
-    from harness.agreement_suite import *  # noqa: F401,F403
+    from scanlab.harness.agreement_suite import *  # noqa: F401,F403
 
     @pytest.fixture(scope="session")
     def scanlab_backend():
         return my_backend
 
-Hypothesis profiles: `dev` (8 examples, the default) and `ci` (25, derandomized).
+Hypothesis profiles: `scanlab-dev` (8 examples, the default) and `scanlab-ci` (25, derandomized),
+named so that they cannot replace a project's own `dev` or `ci`.
 """
 from pathlib import Path
 
@@ -25,8 +26,8 @@ except ImportError:  # the plugin loads wherever pytest runs; the suite itself n
     settings = None
 else:
     _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-    settings.register_profile("dev", max_examples=8, deadline=None, suppress_health_check=_QUIET)
-    settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+    settings.register_profile("scanlab-dev", max_examples=8, deadline=None, suppress_health_check=_QUIET)
+    settings.register_profile("scanlab-ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                               suppress_health_check=_QUIET)
 
 
@@ -41,7 +42,7 @@ def pytest_configure(config):
     if not config.getoption("scanlab_backend"):
         return
     if settings is not None and config.getoption("hypothesis_profile", None) is None:
-        settings.load_profile("dev")
+        settings.load_profile("scanlab-dev")
     if config.args_source != config.ArgsSource.ARGS:  # no paths given: the suite alone
         config.args[:] = [str(SUITE)]
     elif str(SUITE) not in config.args:
@@ -50,9 +51,9 @@ def pytest_configure(config):
 
 def resolve(spec):
     """The scan backend `spec` names: 'module:name', 'path/to/file.py:name', or a registered name."""
-    from impls import get_scan_backend
-    from impls.backend import ScanBackend
-    from impls.plugins import load_module
+    from ..impls import get_scan_backend
+    from ..impls.backend import ScanBackend
+    from ..impls.plugins import load_module
 
     if ":" not in spec:
         return get_scan_backend(spec)
@@ -60,7 +61,7 @@ def resolve(spec):
     backend = getattr(load_module(module_name), attribute, None)
     if not isinstance(backend, ScanBackend):
         raise ValueError(f"--scanlab-backend {spec}: {attribute!r} in {module_name} is not a scan backend (declare it "
-                         "with impls.plugins.scan_backend)")
+                         "with scanlab.scan_backend)")
     return backend
 
 

@@ -4,7 +4,7 @@ import torch
 from hypothesis import event
 from hypothesis import strategies as st
 
-from harness.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
+from .inputs import DECAYS, GATE_REGIMES, KV_REGIMES
 
 # Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
 JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})

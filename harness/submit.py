@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from .shard import Shard
@@ -102,7 +101,6 @@ def submit_shards(pool, argv, suite, count, partitions=(None,), gpus_per_node=No
     """Submit `count` shards of the sweep `argv` (run_bench.py's arguments, no --shard) for each
     partition to the executor `pool`; a list of ShardJob. Local perf shards run one after another,
     so this returns when the last has ended; `wait` also waits for the others."""
-    runner = Path(cwd) / "run_bench.py"
     local = pool.cluster != "slurm"
     timing = suite in TIMING_SUITES
     # a local job sees the devices its caller sees (submitit's local executor would blank
@@ -116,7 +114,7 @@ def submit_shards(pool, argv, suite, count, partitions=(None,), gpus_per_node=No
                                    timeout_min=timeout_min or (LOCAL_TIMEOUT_MIN if local else None),
                                    gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                    slurm_partition=partition, slurm_exclusive=True if timing else None)
-            command = Command([python, runner, *argv, "--shard", str(shard), "--skip-complete", "--no-progress"], cwd,
+            command = Command([python, "-m", "scanlab.run_bench", *argv, "--shard", str(shard), "--skip-complete", "--no-progress"], cwd,
                               devices)
             job = ShardJob(partition or ("local" if local else "default"), shard, pool.submit(command))
             jobs.append(job)

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from impls import conv_oracle, oracle
-from impls.dss import dss_error_scale, dss_oracle
+from ..impls import conv_oracle, oracle
+from ..impls.dss import dss_error_scale, dss_oracle
 
 # The convolution oracle's O(B H L^2) double-double sum costs ~12 ns a multiply-add here (0.4 s at the limit): beyond
 # this many, a check judges evenly spaced channels (each channel of a convolution is independent).

@@ -41,7 +41,7 @@ def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, descri
         raise TypeError(f"fn: {name}'s function must be callable; got {type(fn).__name__}")
     dtypes = tuple(dtypes)
     if not isinstance(tolerances, dict) or not all(isinstance(t, Tolerance) for t in tolerances.values()):
-        raise TypeError(f"tolerances: {name} declares {{dtype: impls.tolerances.Tolerance}}; got {tolerances!r}")
+        raise TypeError(f"tolerances: {name} declares {{dtype: scanlab.Tolerance}}; got {tolerances!r}")
     missing = [str(d).removeprefix("torch.") for d in dtypes if d not in tolerances]
     if missing:
         raise ValueError(f"tolerances: {name} takes {', '.join(missing)} but declares no tolerance for it; every dtype "
@@ -78,7 +78,44 @@ def loaded_modules():
     return tuple(m for m in os.environ.get(MODULES_ENV, "").split(os.pathsep) if m)
 
 
+class RenamedImportError(ImportError):
+    """A plugin imports scanlab by its names before 0.2 (`impls`, `harness`), which are no longer installed."""
+
+
+OLD_NAMES = ("impls", "harness")
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _old_names(load, what):
+    """load(), with one clear error where `what` imports scanlab's names before 0.2 (no shim: a shim
+    would install the generic top-level names again). In a checkout, whose folder is on the path when
+    run_bench.py runs, the old names would import a second copy of scanlab's folders: refused too."""
+    before = set(sys.modules)
+    try:
+        found = load()
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in OLD_NAMES:
+            raise
+        old = error.name
+    else:
+        copies = [name for name in set(sys.modules) - before if name.partition(".")[0] in OLD_NAMES
+                  and Path(getattr(sys.modules[name], "__file__", None) or "/").resolve().is_relative_to(_PACKAGE_ROOT)]
+        if not copies:
+            return found
+        old = min(copies, key=len)
+    for name in set(sys.modules) - before:  # the plugin and what it imported: loading it again fails again
+        del sys.modules[name]
+    raise RenamedImportError(
+        f"{what} imports {old!r}, scanlab's name before version 0.2: scanlab installs one name now. "
+        "Write `from scanlab import scan_backend, conv_backend, Tolerance, Domain` (README: One name, "
+        "and what it promises)") from None
+
+
 def _import(spec):
+    return _old_names(lambda: _import_module(spec), spec)
+
+
+def _import_module(spec):
     if spec.endswith(".py"):
         path = Path(spec).resolve()
         if not path.is_file():
@@ -119,7 +156,7 @@ def _as_backends(value, kind):
     backends = [value] if isinstance(value, Backend) else list(value)
     wrong = [b for b in backends if not isinstance(b, _KINDS[kind])]
     if wrong:
-        raise TypeError(f"expected {_KINDS[kind].__name__}s (impls.plugins.{kind}_backend), got {wrong[0]!r}")
+        raise TypeError(f"expected {_KINDS[kind].__name__}s (scanlab.{kind}_backend), got {wrong[0]!r}")
     return backends
 
 
@@ -128,7 +165,7 @@ def _found(kind):
     for point in entry_points(group=GROUPS[kind]):
         origin = f"{point.dist.name if point.dist else 'a package'} (entry point {point.value})"
         try:
-            yield point.name, origin, _as_backends(point.load(), kind)
+            yield point.name, origin, _as_backends(_old_names(point.load, point.value), kind)
         except Exception as error:  # a broken plugin is listed with the reason, never breaks the others
             yield point.name, origin, error
     for spec in loaded_modules():

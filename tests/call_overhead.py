@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from harness.cases import DTYPES  # noqa: E402
-from harness.inputs import scan_inputs  # noqa: E402
-from harness.timing import seconds_per_call  # noqa: E402
-from impls import all_scan_backends  # noqa: E402
+from scanlab.harness.cases import DTYPES  # noqa: E402
+from scanlab.harness.inputs import scan_inputs  # noqa: E402
+from scanlab.harness.timing import seconds_per_call  # noqa: E402
+from scanlab.impls import all_scan_backends  # noqa: E402
 
 SAMPLE_S = 0.02
 

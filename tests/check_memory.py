@@ -17,10 +17,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from harness.inputs import scan_inputs  # noqa: E402
-from harness.memory import rss_peak_above_start  # noqa: E402
-from harness.verify import check_scan, scan_lanes  # noqa: E402
-from impls import get_scan_backend  # noqa: E402
+from scanlab.harness.inputs import scan_inputs  # noqa: E402
+from scanlab.harness.memory import rss_peak_above_start  # noqa: E402
+from scanlab.harness.verify import check_scan, scan_lanes  # noqa: E402
+from scanlab.impls import get_scan_backend  # noqa: E402
 
 
 def main():

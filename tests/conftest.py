@@ -5,9 +5,9 @@ import pytest
 import torch
 from hypothesis import settings
 
-import harness.pytest_plugin  # noqa: F401  (registers the profiles: dev, quick local runs; ci, derandomized)
+import scanlab.harness.pytest_plugin  # noqa: F401  (registers the profiles: scanlab-dev, quick local runs; scanlab-ci, derandomized)
 
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "scanlab-dev"))
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,7 @@ def mutants(source):
         yield line, what, ast.unparse(tree)
 
 
-def _pytest_args(tests, profile="ci"):
+def _pytest_args(tests, profile="scanlab-ci"):
     args = ["-x", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", f"--hypothesis-profile={profile}"]
     for item in tests:
         args += ["-k", item[3:]] if item.startswith("-k ") else [item]
@@ -154,7 +154,11 @@ def _start(scratch, args, interpreted=False):
 
             numba.config.DISABLE_JIT = True  # read by @njit when the target module is imported
         os.chdir(scratch)
-        sys.path.insert(0, str(scratch))
+        # `scanlab` is the scratch copy, here and in the workers the tests start: a folder on the path
+        # beats the editable install's finder, which comes after the path's in sys.meta_path
+        names = str(scratch.parent / f"{scratch.name}-import")
+        sys.path.insert(0, names)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (names, os.environ.get("PYTHONPATH", "")) if p)
         quiet = os.open(os.devnull, os.O_WRONLY)
         os.dup2(quiet, 1)
         os.dup2(quiet, 2)
@@ -211,7 +215,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", default=list(TARGETS), help="files or folders under the repository root")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once, each in its own copy of the tree")
-    parser.add_argument("--profile", default="ci", choices=["ci", "dev"],
+    parser.add_argument("--profile", default="scanlab-ci", choices=["scanlab-ci", "scanlab-dev"],
                         help="Hypothesis profile of the tests: dev (8 examples) is 3x quicker, ci finds more")
     parser.add_argument("--timeout", type=float, default=4.0,
                         help="a mutant's tests may take this many times the unmutated run (a hang counts as killed)")
@@ -227,6 +231,8 @@ def main():
         for j in range(max(args.jobs, 1)):
             scratch = Path(tmp) / f"tree{j}"
             shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".git", "reports", "__pycache__"))
+            (Path(tmp) / f"tree{j}-import").mkdir()
+            (Path(tmp) / f"tree{j}-import" / "scanlab").symlink_to(scratch, target_is_directory=True)
             slots.append(Slot(scratch))
         for target in targets:
             pytest_args = _pytest_args(TARGETS[target], args.profile)

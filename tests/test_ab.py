@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import run_bench
-from harness.ab.revisions import WORKING_TREE, RevisionError, import_folder, resolve
-from harness.ab.sides import SideUnmeasurable, Worker
+from scanlab import run_bench
+from scanlab.harness.ab.revisions import WORKING_TREE, RevisionError, resolve
+from scanlab.harness.ab.sides import SideUnmeasurable, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = "impls/scan/__init__.py"
@@ -149,7 +149,7 @@ def test_a_revision_git_cannot_resolve_is_a_user_error(repo, tmp_path):
 def test_a_worker_imports_its_own_sides_impls_and_nothing_else(repo, tmp_path):
     side = resolve("base", "removed", repo)
     assert side.impls.is_relative_to(tmp_path / "cache")
-    worker = Worker(side, import_folder(side, tmp_path / "links"))
+    worker = Worker(side, side.impls)
     try:
         answer = worker.request("groups", family="scan", config={"lengths": [8], "batch": 1, "channels": 2,
                                                                  "dtypes": ["float32"], "modes": ["forward"],
@@ -159,8 +159,7 @@ def test_a_worker_imports_its_own_sides_impls_and_nothing_else(repo, tmp_path):
     finally:
         worker.close()
     wrong = resolve("base", "base", repo)
-    mismatched = Worker(wrong.__class__(**{**wrong.__dict__, "impls": tmp_path / "elsewhere"}),
-                        import_folder(wrong, tmp_path / "links2"))
+    mismatched = Worker(wrong.__class__(**{**wrong.__dict__, "impls": tmp_path / "elsewhere"}), wrong.impls)
     with pytest.raises(SideUnmeasurable, match=f"imported impls from .*, not {tmp_path / 'elsewhere'}"):
         mismatched.request("forget")
 
@@ -177,6 +176,13 @@ def test_a_base_that_cannot_be_measured_fails_the_gate_instead_of_passing_it(rep
     assert _ab(repo, tmp_path, "unimportable", "base") == 1
     out = capsys.readouterr().out
     assert "ab FAILED: BASE (unimportable" in out and "this revision does not import" in out
+
+
+def test_two_sides_that_cannot_be_measured_fail_with_their_reason_not_a_traceback(repo, tmp_path, capsys):
+    assert _ab(repo, tmp_path, "unimportable", "unimportable") == 1
+    captured = capsys.readouterr()
+    assert "ab FAILED: BASE holds no timed or checked case" in captured.err
+    assert "HEAD (unimportable" in captured.err and "this revision does not import" in captured.err
 
 
 def test_fewer_rounds_than_the_test_can_decide_on_are_refused(repo, tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from harness.ab.paired import ALPHA, median_interval, paired_verdict, signed_rank_p
-from harness.compare import compare
+from scanlab.harness.ab.paired import ALPHA, median_interval, paired_verdict, signed_rank_p
+from scanlab.harness.compare import compare
 
 TRUE_MEDIAN_RATIO = 1.0
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-import run_bench
-from harness.benchmark_import import benchmark_rows
-from harness.records import load_rows
+from scanlab import run_bench
+from scanlab.harness.benchmark_import import benchmark_rows
+from scanlab.harness.records import load_rows
 
 
 def _bench_json(path, extra):

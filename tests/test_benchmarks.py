@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from harness.case_key import CaseKey
-from harness.cases import build
-from impls import scan_backends
+from scanlab.harness.case_key import CaseKey
+from scanlab.harness.cases import build
+from scanlab.impls import scan_backends
 
 SHAPE = dict(B=4, D=256)
 

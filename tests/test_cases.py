@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from harness.case_key import CaseKey
-from harness import cases
-from harness.cases import build
+from scanlab.harness.case_key import CaseKey
+from scanlab.harness import cases
+from scanlab.harness.cases import build
 
 SIZES = dict(device="cpu", dtype="float32", B=2, L=8, D=3, N=4)
 
@@ -77,7 +77,7 @@ def test_a_dss_forward_backward_case_checks_every_gradient_before_its_time_count
 def test_a_timed_call_runs_the_kernel_alone_its_limits_read_once_per_case(monkeypatch, mode):
     """fla_hgrn's declared limit reads every gate ((a > 0).all() and a host sync): it was timed with
     the kernel on every call."""
-    from impls.backend import ScanBackend
+    from scanlab.impls.backend import ScanBackend
 
     calls = {"limits": 0, "kernel": 0}
     sequential = cases.get_scan_backend("sequential")
@@ -101,9 +101,33 @@ def test_a_timed_call_runs_the_kernel_alone_its_limits_read_once_per_case(monkey
 
 
 def test_a_case_the_limits_refuse_is_never_run(monkeypatch):
-    from impls.backend import ScanBackend
+    from scanlab.impls.backend import ScanBackend
 
     refusing = ScanBackend(name="refusing", kind="scan", fn=None, limits=lambda a, kv, h0: "gates a > 0 only")
     monkeypatch.setattr(cases, "get_scan_backend", lambda name: refusing)
     case = build(CaseKey(family="scan", backend="refusing", mode="forward", **SIZES))
     assert case.refusal == "gates a > 0 only"
+
+
+def test_an_impls_older_than_the_checked_once_call_is_timed_through_its_public_call(monkeypatch):
+    """An `ab` BASE from before Backend.kernel: its cases are timed, not broken."""
+    sequential = cases.get_scan_backend("sequential")
+
+    class Older:  # what a backend was: callable, with refusal and its metadata, no `kernel`
+        name, differentiable = "older", True
+        calls = 0
+
+        def __call__(self, a, kv, h0=None):
+            Older.calls += 1
+            return sequential(a, kv, h0)
+
+        def refusal(self, *inputs):
+            return None
+
+        def tolerance(self, dtype):
+            return sequential.tolerance(dtype)
+
+    monkeypatch.setattr(cases, "get_scan_backend", lambda name: Older())
+    case = build(CaseKey(family="scan", backend="older", mode="forward", **SIZES))
+    case.run()
+    assert Older.calls == 1 and all(v.passed for v in case.check())

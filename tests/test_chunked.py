@@ -4,8 +4,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from impls.scan.chunked import chunked_states, decay_matrix
-from impls.scan.sequential import sequential_states
+from scanlab.impls.scan.chunked import chunked_states, decay_matrix
+from scanlab.impls.scan.sequential import sequential_states
 
 
 @given(length=st.integers(1, 70), chunk=st.sampled_from([1, 2, 3, 8, 16, 64]), seed=st.integers(0, 2 ** 20))

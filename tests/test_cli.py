@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import run_bench
+from scanlab import run_bench
 
 ROOT = Path(run_bench.__file__).parent
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import run_bench
-from harness.compare import ALPHA, CompareError, compare, judge, summary_markdown
+from scanlab import run_bench
+from scanlab.harness.compare import ALPHA, CompareError, compare, judge, summary_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,10 +4,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.inputs import conv_inputs
-from harness.verify import check_conv
-from impls import conv_backends, get_conv_backend
-from harness.strategies import REAL_DTYPES, kernel_decays, seeds
+from scanlab.harness.inputs import conv_inputs
+from scanlab.harness.verify import check_conv
+from scanlab.impls import conv_backends, get_conv_backend
+from scanlab.harness.strategies import REAL_DTYPES, kernel_decays, seeds
 
 BACKENDS = conv_backends()
 PARAMS = [pytest.param(b, d, id=f"{n}-{str(d).removeprefix('torch.')}") for n, b in BACKENDS.items() for d in REAL_DTYPES]
@@ -73,7 +73,7 @@ def test_direct_in_float64_passes_at_a_long_length():
 
 @pytest.mark.parametrize("value", [1.0, float("nan")])  # the einsum path, and the causal sum around a NaN
 def test_direct_conv_in_blocks_of_channels_equals_one_block(monkeypatch, value):
-    from impls.conv import direct
+    from scanlab.impls.conv import direct
 
     u, K = torch.randn(2, 8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)
     u[0, 6, 1] = u[0, 6, 1] * value
@@ -83,7 +83,7 @@ def test_direct_conv_in_blocks_of_channels_equals_one_block(monkeypatch, value):
 
 
 def test_next_fast_len_is_the_smallest_seven_smooth_length():
-    from impls.conv.fft_fast import next_fast_len
+    from scanlab.impls.conv.fft_fast import next_fast_len
 
     smooth = sorted(2 ** a * 3 ** b * 5 ** c * 7 ** d for a in range(14) for b in range(9) for c in range(6)
                     for d in range(5) if 2 ** a * 3 ** b * 5 ** c * 7 ** d <= 9000)
@@ -93,7 +93,7 @@ def test_next_fast_len_is_the_smallest_seven_smooth_length():
 
 def test_direct_keeps_a_tap_at_the_smallest_normal():
     """Only subnormal taps are flushed: one exactly at float64's smallest normal still counts."""
-    from impls import conv_oracle
+    from scanlab.impls import conv_oracle
 
     tiny = torch.finfo(torch.float64).tiny
     u = torch.zeros(1, 3, 1, dtype=torch.float64)

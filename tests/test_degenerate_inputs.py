@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from impls import conv_backends, dss_forward, gate_loop_operator
-from impls.dss import dss_recurrent
+from scanlab.impls import conv_backends, dss_forward, gate_loop_operator
+from scanlab.impls.dss import dss_recurrent
 from scan_params import BACKENDS
 
 EMPTY = [(0, 5, 3), (2, 5, 0), (2, 0, 3)]  # (B, L, D): no batch, no channel, no step

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from impls.double_double import dd_add, dd_mul, quick_two_sum, two_prod, two_sum
+from scanlab.impls.double_double import dd_add, dd_mul, quick_two_sum, two_prod, two_sum
 
 U = 2.0 ** -53  # float64's unit roundoff
 

@@ -6,11 +6,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.inputs import dss_parameters
-from harness.verify import dss_reference, judge_normwise, judge_output
-from impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_backends
-from impls.dss import dss_oracle, path_tolerance
-from harness.strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
+from scanlab.harness.inputs import dss_parameters
+from scanlab.harness.verify import dss_reference, judge_normwise, judge_output
+from scanlab.impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_backends
+from scanlab.impls.dss import dss_oracle, path_tolerance
+from scanlab.harness.strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
 
 SCAN_NAMES = [n for n, b in scan_backends().items() if "cpu" in b.devices and torch.complex64 in b.dtypes]  # DSS states are complex
 CONV_NAMES = list(conv_backends())
@@ -89,7 +89,7 @@ def test_recurrent_state_continues(scan_name):
 
 def test_recurrent_mode_chunks_long_sequences(monkeypatch):
     """The state-bounding chunking over L gives the same output as one chunk."""
-    import impls.dss.forward as forward
+    import scanlab.impls.dss.forward as forward
 
     Lambda, C = dss_parameters(4, 3, torch.float64)
     u = torch.randn(2, 50, 3, dtype=torch.float64)

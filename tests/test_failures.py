@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.failures import failures, summary
+from scanlab.harness.failures import failures, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 FAR_OFF = '''import torch
-from impls.plugins import scan_backend
-from impls.tolerances import Tolerance
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
 
 
 def _off(a, kv, h0):

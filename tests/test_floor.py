@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.floor import floor_pass, stream_kernel
+from scanlab.harness.floor import floor_pass, stream_kernel
 
 
 @pytest.mark.skipif(stream_kernel() is None, reason="numba missing: the floor falls back to torch")

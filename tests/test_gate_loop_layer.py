@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 
 from einops import rearrange
 
-from harness.verify import judge_output
-from impls import SimpleGateLoopLayer, gate_loop_operator, oracle
+from scanlab.harness.verify import judge_output
+from scanlab.impls import SimpleGateLoopLayer, gate_loop_operator, oracle
 from scan_params import BACKENDS
-from harness.strategies import sequence_lengths
+from scanlab.harness.strategies import sequence_lengths
 
 FLOAT32 = {name: b.tolerance(torch.float32) for name, b in BACKENDS.items()}
 
@@ -80,7 +80,7 @@ def test_operator_cache_continues_the_sequence():
 
 
 def test_rmsnorm_divides_by_the_root_mean_square():
-    from impls.layers.gate_loop import RMSNorm
+    from scanlab.impls.layers.gate_loop import RMSNorm
 
     x = torch.tensor([[3.0, 4.0]])  # rms = sqrt((9 + 16) / 2)
     norm = RMSNorm(2)
@@ -91,7 +91,7 @@ def test_rmsnorm_divides_by_the_root_mean_square():
 
 
 def test_the_default_layer_normalises_before_and_not_after():
-    from impls.layers.gate_loop import RMSNorm
+    from scanlab.impls.layers.gate_loop import RMSNorm
 
     layer = SimpleGateLoopLayer(4)
     assert isinstance(layer.norm, RMSNorm) and isinstance(layer.maybe_post_ln, torch.nn.Identity)

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from harness.verify import judge_normwise
-from impls import DSS, GSS, GatedStateSpacesLM, conv_backends, scan_backends
-from impls.tolerances import lookup
+from scanlab.harness.verify import judge_normwise
+from scanlab.impls import DSS, GSS, GatedStateSpacesLM, conv_backends, scan_backends
+from scanlab.impls.tolerances import lookup
 
 PATHS = [dict(mode="conv", conv_backend=c) for c in conv_backends()] + \
         [dict(mode="recurrent", scan_backend=s) for s, b in scan_backends().items()

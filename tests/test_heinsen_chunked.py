@@ -4,10 +4,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.inputs import scan_inputs
-from harness.verify import check_scan
-from impls import get_scan_backend, oracle
-from impls.scan.heinsen_chunked import heinsen_chunked_states
+from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.verify import check_scan
+from scanlab.impls import get_scan_backend, oracle
+from scanlab.impls.scan.heinsen_chunked import heinsen_chunked_states
 
 REAL_AND_COMPLEX = [torch.float32, torch.complex64, torch.float64, torch.complex128]
 

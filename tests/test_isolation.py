@@ -17,8 +17,8 @@ KERNELS = '''import os
 import time
 
 import torch
-from impls.plugins import scan_backend
-from impls.tolerances import Tolerance
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
 
 PROMISE = {torch.float32: Tolerance(rtol=1e-5, atol=1e-30, grad_rtol=1e-5)}
 
@@ -154,7 +154,7 @@ def test_a_kill_from_outside_is_an_interruption_not_a_crash(kernels, tmp_path):
 
 
 def test_a_group_lost_outside_any_case_quarantines_no_backend_on_resume():
-    from harness.crashes import GROUP_LOST, quarantined_from
+    from scanlab.harness.crashes import GROUP_LOST, quarantined_from
 
     rows = [dict(backend="assoc", unit_id="g", metric="crashed", note=f"{GROUP_LOST}: killed by SIGSEGV"),
             dict(backend="native", unit_id="h", metric="crashed", note="killed by SIGABRT: ...")]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 jax = pytest.importorskip("jax")
-from impls.jax_bridge import to_jax, to_torch, torch_op, x64  # noqa: E402
+from scanlab.impls.jax_bridge import to_jax, to_torch, torch_op, x64  # noqa: E402
 
 
 def test_tensor_to_jax_shares_memory():
@@ -28,7 +28,7 @@ def test_float64_stays_float64():
 
 @pytest.mark.parametrize("name", ["jax_scan", "jax_assoc"])
 def test_a_float64_jax_scan_is_float64_and_leaves_the_global_config_alone(name):
-    from impls import get_scan_backend
+    from scanlab.impls import get_scan_backend
 
     gate = 1 - 2 ** -40  # 1 in float32: a 32-bit scan gives h_2 = 3
     a, kv = torch.full((1, 3, 1), gate, dtype=torch.float64), torch.ones(1, 3, 1, dtype=torch.float64)
@@ -95,7 +95,7 @@ def test_cpu_tensors_take_jaxlibs_own_import(monkeypatch):
 def test_a_jaxlib_without_a_gpu_runs_on_the_cpu_only_and_says_how_to_get_cuda():
     import jax
 
-    from impls.jax_bridge import jax_device_note, jax_devices
+    from scanlab.impls.jax_bridge import jax_device_note, jax_devices
 
     if {d.platform for d in jax.devices()} != {"cpu"}:
         pytest.skip("this jaxlib sees an accelerator")

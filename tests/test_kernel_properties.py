@@ -6,10 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import agreement
-from impls import get_scan_backend
-from impls.plugins import scan_backend
-from impls.tolerances import Tolerance
+from scanlab.harness import agreement
+from scanlab.impls import get_scan_backend
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
 
 PROMISE = {torch.float32: Tolerance(rtol=1e-5, atol=1e-30, grad_rtol=1e-5)}
 

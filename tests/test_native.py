@@ -6,9 +6,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.inputs import scan_inputs
-from impls import BackendUnavailableError, oracle
-from impls.scan import native
+from scanlab.harness.inputs import scan_inputs
+from scanlab.impls import BackendUnavailableError, oracle
+from scanlab.impls.scan import native
 from scan_params import BACKENDS
 
 pytestmark = pytest.mark.skipif("native" not in BACKENDS, reason="native is unavailable here (numba missing)")

@@ -4,7 +4,7 @@ FFT convolutions, which would spread it to every output, refuse it by name."""
 import pytest
 import torch
 
-from impls import conv_backends
+from scanlab.impls import conv_backends
 from scan_params import BACKENDS
 
 B, L, D = 2, 37, 3  # one shape: the JIT backends compile once

@@ -9,9 +9,9 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from impls import conv_oracle, oracle
-from impls.conv.oracle import causal_conv_double_double
-from impls.scan.oracle import scan_double_double
+from scanlab.impls import conv_oracle, oracle
+from scanlab.impls.conv.oracle import causal_conv_double_double
+from scanlab.impls.scan.oracle import scan_double_double
 
 EPS_DD = 2.0 ** -104  # a double-double step's relative rounding, with room for the complex products
 
@@ -146,7 +146,7 @@ def test_the_convolution_oracle_gradients_are_the_exact_sums():
 
 def test_the_float64_loop_now_has_a_measurable_error():
     """The old oracle was the float64 `sequential` loop itself; against the double-double one it errs."""
-    from impls import get_scan_backend
+    from scanlab.impls import get_scan_backend
 
     a, kv, _ = _inputs(False, 2000, 3, False)
     h, _ = get_scan_backend("sequential")(a, kv)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import run_bench
-from impls import all_scan_backends, plugins
-from impls.plugins import scan_backend
-from impls.tolerances import Tolerance
+from scanlab import run_bench
+from scanlab.impls import all_scan_backends, plugins
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
 
 ROOT = Path(run_bench.__file__).parent
 EXAMPLE = ROOT / "examples" / "numpy_scan"
@@ -27,7 +27,7 @@ def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]))
+    return dict(os.environ, PYTHONPATH=str(target))
 
 
 def _run(argv, env, cwd=ROOT):
@@ -69,9 +69,9 @@ def test_the_pytest_plugin_passes_the_right_backend_and_fails_the_wrong_one_read
 
 def test_a_users_own_test_file_requests_the_suite_with_a_fixture(installed, tmp_path):
     (tmp_path / "test_my_kernel.py").write_text(
-        "import pytest\nfrom harness.agreement_suite import *  # noqa: F401,F403\nimport numpy_scan\n\n\n"
+        "import pytest\nfrom scanlab.harness.agreement_suite import *  # noqa: F401,F403\nimport numpy_scan\n\n\n"
         "@pytest.fixture(scope='session')\ndef scanlab_backend():\n    return numpy_scan.backend\n")
-    done = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=dev", "test_my_kernel.py"],
+    done = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=scanlab-dev", "test_my_kernel.py"],
                 installed, cwd=tmp_path)
     assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-2000:]
 
@@ -88,7 +88,7 @@ def _loop(a, kv, h0):
 def test_a_module_named_on_the_command_line_joins_the_registry(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
     module = tmp_path / "my_kernels.py"
-    module.write_text("import torch\nfrom impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n"
+    module.write_text("import torch\nfrom scanlab import Tolerance, scan_backend\n"
                       "mine = scan_backend('mine', lambda a, kv, h0: (kv, kv[:, -1]), "
                       "tolerances={torch.float32: Tolerance(1e-5, 1e-30, 1e-5), "
                       "torch.float64: Tolerance(2e-14, 1e-300, 2e-14)})\n")
@@ -107,7 +107,7 @@ def test_a_module_that_cannot_load_exits_2_naming_it(tmp_path, monkeypatch):
 def test_a_broken_plugin_is_unavailable_with_its_reason_and_the_others_still_load(tmp_path, monkeypatch):
     (tmp_path / "broken_plugin.py").write_text("raise ImportError('needs cuda_kernels')\n")
     (tmp_path / "clashing_plugin.py").write_text(
-        "import torch\nfrom impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n"
+        "import torch\nfrom scanlab import Tolerance, scan_backend\n"
         "assoc = scan_backend('assoc', lambda a, kv, h0: None, tolerances={torch.float32: Tolerance(1e-5, 0, 1e-5),"
         " torch.float64: Tolerance(1e-5, 0, 1e-5)})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -124,7 +124,7 @@ def test_a_broken_plugin_is_unavailable_with_its_reason_and_the_others_still_loa
 @pytest.mark.parametrize("declaration,message", [
     (dict(name="my-scan"), "name: a backend's name is an identifier"),
     (dict(dtypes=(torch.float32, torch.float64)), "tolerances: mine takes float64 but declares no tolerance"),
-    (dict(tolerances={torch.float32: 1e-5}), "tolerances: mine declares {dtype: impls.tolerances.Tolerance}"),
+    (dict(tolerances={torch.float32: 1e-5}), "tolerances: mine declares {dtype: scanlab.Tolerance}"),
     (dict(fn=None), "fn: mine's function must be callable"),
 ])
 def test_a_bad_declaration_is_refused_naming_the_argument(declaration, message):
@@ -145,13 +145,13 @@ def test_a_declared_backend_is_held_to_its_own_tolerance():
 
 
 def test_a_conv_backend_from_a_module_is_checked_like_scanlabs_own(tmp_path, monkeypatch):
-    from harness.verify import check_conv
-    from impls import all_conv_backends, conv_oracle
+    from scanlab.harness.verify import check_conv
+    from scanlab.impls import all_conv_backends, conv_oracle
 
     monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
     module = tmp_path / "my_convs.py"
     module.write_text(
-        "import torch\nfrom impls.plugins import conv_backend\nfrom impls.tolerances import Tolerance\n"
+        "import torch\nfrom scanlab import Tolerance, conv_backend\n"
         "def direct(u, K):\n    L = u.shape[1]\n"
         "    return torch.stack([(K[:t + 1].flip(0) * u[:, :t + 1]).sum(1) for t in range(L)], 1)\n"
         "mine = conv_backend('my_direct', direct, dtypes=(torch.float64,), tolerances={torch.float64: "
@@ -169,7 +169,7 @@ def test_two_modules_with_the_same_file_name_both_load(tmp_path, monkeypatch):
     for folder, name in (("p1", "first_of_two"), ("p2", "second_of_two")):
         (tmp_path / folder).mkdir()
         path = tmp_path / folder / "kernels.py"
-        path.write_text("import torch\nfrom impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n"
+        path.write_text("import torch\nfrom scanlab import Tolerance, scan_backend\n"
                         f"mine = scan_backend('{name}', lambda a, kv, h0: (kv, kv[:, -1]), "
                         "tolerances={torch.float32: Tolerance(1e-5, 1e-30, 1e-5), "
                         "torch.float64: Tolerance(2e-14, 1e-300, 2e-14)})\n")
@@ -177,3 +177,18 @@ def test_two_modules_with_the_same_file_name_both_load(tmp_path, monkeypatch):
     first, second = (plugins.load_module(str(p)) for p in paths)
     assert first is not second and first.mine.name == "first_of_two" and second.mine.name == "second_of_two"
     assert {"first_of_two", "second_of_two"} <= set(all_scan_backends())
+
+
+def test_a_plugin_written_against_the_old_names_gets_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends
+    module = tmp_path / "old_kernels.py"
+    module.write_text("from impls.plugins import scan_backend\nfrom impls.tolerances import Tolerance\n")
+    for _ in range(2):  # and again: a failed load leaves nothing cached behind
+        with pytest.raises(plugins.RenamedImportError, match=r"imports 'impls', scanlab's name before version 0.2"
+                                                             r".*from scanlab import scan_backend"):
+            plugins.load_module(str(module))
+    done = _run(["-m", "scanlab.run_bench", "list", "--backend-module", str(module)], dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 2 and "from scanlab import scan_backend" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "other.py").write_text("import impls_of_my_own\n")  # any other missing module is not renamed
+    with pytest.raises(ModuleNotFoundError, match="impls_of_my_own"):
+        plugins.load_module(str(tmp_path / "other.py"))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import run_bench
-from harness.accuracy import VERDICT_METRICS
-from harness.records import SCHEMA
+from scanlab import run_bench
+from scanlab.harness.accuracy import VERDICT_METRICS
+from scanlab.harness.records import SCHEMA
 
 ROOT = Path(run_bench.__file__).parent
 README = (ROOT / "README.md").read_text()

@@ -6,9 +6,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import agreement
-from harness.inputs import scan_inputs
-from harness.verify import check_scan, scan_references
+from scanlab.harness import agreement
+from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.verify import check_scan, scan_references
 from scan_params import BACKENDS, backend_dtype_params
 
 

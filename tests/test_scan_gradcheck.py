@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from harness.inputs import scan_inputs
+from scanlab.harness.inputs import scan_inputs
 from scan_params import BACKENDS, DIFFERENTIABLE
-from harness.strategies import INTERPRETED_BACKENDS
+from scanlab.harness.strategies import INTERPRETED_BACKENDS
 
 
 @pytest.mark.parametrize("name", DIFFERENTIABLE)
@@ -25,7 +25,7 @@ def test_gradcheck(name, dtype, gate_regime, length):
 
 def _steps_per_chunk():
     """Each chunked backend's chunk (or backward block) of time steps on the CPU, from its module."""
-    from impls.scan import chunked, heinsen_chunked, native
+    from scanlab.impls.scan import chunked, heinsen_chunked, native
 
     steps = {"chunked": chunked.CHUNK["cpu"], "heinsen_chunked": heinsen_chunked.CHUNK["cpu"],
              "native": native.BACKWARD_STEPS}

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from impls import BackendUnavailableError, all_scan_backends, get_scan_backend, oracle, scan_backends
-from impls.backend import Registry, ScanBackend
+from scanlab.impls import BackendUnavailableError, all_scan_backends, get_scan_backend, oracle, scan_backends
+from scanlab.impls.backend import ScanBackend
+from scanlab.impls.registry import Registry
 from scan_params import BACKENDS, backend_dtype_params
 
 EXPECTED_NAMES = {"sequential", "assoc", "heinsen", "heinsen_chunked", "chunked", "torch_hop", "native", "jax_assoc",
@@ -124,7 +125,7 @@ def test_non_contiguous_inputs(backend, dtype):
 
 
 def test_a_backend_with_its_own_tolerances_uses_them_and_names_a_dtype_it_did_not_declare():
-    from impls.tolerances import Tolerance
+    from scanlab.impls.tolerances import Tolerance
 
     mine = Tolerance(rtol=1e-3, atol=1e-30, grad_rtol=1e-2)
     backend = ScanBackend("mine", "scan", lambda a, kv, h0: None, declared_tolerances=((torch.float32, mine),))

@@ -3,16 +3,16 @@ by name before a kernel runs; the GPU peers' limits; the CUDA-only parts of the 
 import pytest
 import torch
 
-from harness import accuracy, perf
-from harness.floor import copy_pass
-from harness.machine import machine_info
-from harness.records import load_rows
-from harness.report import render_all
-from impls import UnsupportedInputError, get_scan_backend
-from impls.backend import ScanBackend
-from impls.scan import REGISTRY, sequential
-from impls.scan.accelerated_scan import warp_limits
-from impls.scan.fla_hgrn import positive_gates
+from scanlab.harness import accuracy, perf
+from scanlab.harness.floor import copy_pass
+from scanlab.harness.machine import machine_info
+from scanlab.harness.records import load_rows
+from scanlab.harness.report import render_all
+from scanlab.impls import UnsupportedInputError, get_scan_backend
+from scanlab.impls.backend import ScanBackend
+from scanlab.impls.scan import REGISTRY, sequential
+from scanlab.impls.scan.accelerated_scan import warp_limits
+from scanlab.impls.scan.fla_hgrn import positive_gates
 
 CONFIG = {"lengths": [5], "batch": 1, "channels": 2, "dtypes": ["float32", "bfloat16"], "gate_regimes": ["sigmoid"],
           "kv_regimes": ["normal"], "gradients_max_len": 5, "backends": ["sequential", "gpu_only", "picky"]}
@@ -30,8 +30,8 @@ def fake_backends(monkeypatch):
                                        device_note="a GPU kernel")
     backends["picky"] = ScanBackend(name="picky", kind="scan", fn=sequential.scan, limits=_picky_limits)
     monkeypatch.setattr(REGISTRY, "_backends", backends)
-    monkeypatch.setattr("impls.tolerances.TABLE", {
-        **__import__("impls.tolerances", fromlist=["TABLE"]).TABLE,
+    monkeypatch.setattr("scanlab.impls.tolerances.TABLE", {
+        **__import__("scanlab.impls.tolerances", fromlist=["TABLE"]).TABLE,
         ("scan", "picky", torch.float32): get_scan_backend("sequential").tolerance(torch.float32)})
     return backends
 

@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
-from harness.inputs import conv_inputs, scan_inputs
-from harness.verify import check_conv, check_scan
-from impls import conv_backends
-from impls.tolerances import TABLE, Domain, dss_path_tolerance, log_span
+from scanlab.harness.inputs import conv_inputs, scan_inputs
+from scanlab.harness.verify import check_conv, check_scan
+from scanlab.impls import conv_backends
+from scanlab.impls.tolerances import TABLE, Domain, dss_path_tolerance, log_span
 from scan_params import backend_dtype_params, is_jit
 
 SLACK = 1e3
@@ -121,7 +121,7 @@ class TestDomain:
 
 @pytest.mark.parametrize("mode,backend", [("recurrent", ("scan", "assoc")), ("conv", ("conv", "fft"))])
 def test_a_dss_path_without_a_named_backend_is_held_to_its_default_backends(mode, backend):
-    from impls.dss.forward import path_tolerance
+    from scanlab.impls.dss.forward import path_tolerance
 
     kind, name = backend
     expected = dss_path_tolerance(TABLE[(kind, name, torch.complex64 if kind == "scan" else torch.float32)],

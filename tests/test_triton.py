@@ -4,10 +4,10 @@ across tile and chunk edges, always with odd lengths; the plan; the CPU-only dec
 import pytest
 import torch
 
-from harness.inputs import scan_inputs
-from harness.verify import judge_normwise, judge_output
-from impls import oracle
-from impls.scan import triton as triton_backend
+from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.verify import judge_normwise, judge_output
+from scanlab.impls import oracle
+from scanlab.impls.scan import triton as triton_backend
 
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

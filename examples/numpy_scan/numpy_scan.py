@@ -9,8 +9,7 @@ initial state h0), for showing what scanlab's agreement suite says about a broke
 import numpy as np
 import torch
 
-from impls.plugins import scan_backend
-from impls.tolerances import Domain, Tolerance
+from scanlab import Domain, Tolerance, scan_backend
 
 
 def _loop(a, kv, h0, forget_h0=False):

@@ -60,6 +60,9 @@ def _git(*args, cwd=ROOT):
     return done.stdout.strip()
 
 
+IMPORTED_AS = "scanlab.impls"
+
+
 def cache_root():
     """This user's cache (mode 0700: its trees are imported and run, so no one else may write there)."""
     root = Path(os.environ.get("SCANLAB_AB_CACHE") or Path(tempfile.gettempdir()) / f"scanlab-ab-{os.getuid()}")
@@ -88,7 +91,9 @@ def resolve(name, revision, root=ROOT):
 def extract(commit, root=ROOT):
     """`impls/` of `commit`, extracted once into the cache (atomically: a kill mid-extraction leaves
     no half tree behind to be reused)."""
-    target = cache_root() / commit / "impls"
+    # kept per import name: numba's caches inside a tree name the modules it was compiled as, and a tree
+    # cached when workers imported it as top-level `impls` fails to load as `scanlab.impls`
+    target = cache_root() / IMPORTED_AS / commit / "impls"
     if target.is_dir():
         return target
     if not _git("ls-tree", "-d", "--name-only", commit, "impls", cwd=root):
@@ -109,15 +114,3 @@ def extract(commit, root=ROOT):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def import_folder(side, scratch):
-    """A folder holding one link, `impls` -> the side's tree: first on a worker's path, it makes
-    `import impls` that tree and nothing else."""
-    folder = Path(scratch) / side.name
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "impls"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(side.impls, target_is_directory=True)
-    return folder

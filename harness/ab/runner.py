@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..case_key import CaseKey
-from ..compare import compare
+from ..compare import CompareError, compare
 from ..perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
 from ..records import open_run
 from ..timing import Rounds, Timing
@@ -191,7 +191,13 @@ def run_ab(plan, device, reports_dir, sides, workers, rounds: Rounds, min_sample
             run.finish()
             runs[name].append(run)
     frames = {name: pd.DataFrame([r for run in runs[name] for r in run.rows]) for name in workers}
-    comparison = compare(frames["base"], frames["head"], factor, on="time", allow_missing=allow_missing, paired=True)
+    try:
+        comparison = compare(frames["base"], frames["head"], factor, on="time", allow_missing=allow_missing,
+                             paired=True)
+    except CompareError as error:  # nothing to compare: say why each side that could not be measured could not
+        why = "; ".join(f"{name.upper()} ({sides[name].label}) could not be measured: {reason}"
+                        for name, reason in unmeasurable_sides.items())
+        raise CompareError(f"{error}" + (f"; {why}" if why else "")) from None
     return comparison, runs, unmeasurable_sides
 
 

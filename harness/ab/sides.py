@@ -17,12 +17,13 @@ class SideUnmeasurable(RuntimeError):
 
 class Worker(WorkerProcess):
     def __init__(self, side, folder, threads=None, modules=(), timeout_s=1800.0):
-        argv = [sys.executable, "-X", "faulthandler", "-m", "harness.ab.worker", str(folder)]
+        argv = [sys.executable, "-X", "faulthandler", "-m", "scanlab.harness.ab.worker", str(folder)]
         argv += ["--threads", str(threads)] if threads else []
         argv += [part for spec in modules for part in ("--backend-module", spec)]
-        path = os.pathsep.join(p for p in (str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-        # run from ROOT: `python -m` puts the working folder first, and it must find HEAD's harness
-        super().__init__(argv, {**os.environ, "PYTHONPATH": path}, timeout_s, cwd=ROOT)
+        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+        # scanlab.harness is HEAD's (the installed scanlab, as in this process); the working folder stays
+        # on the path for plugin modules named by import path
+        super().__init__(argv, {**os.environ, "PYTHONPATH": path}, timeout_s)
         self.side = side
         self.prepared = {}  # name -> prepare request, replayed into a fresh worker
         self.lost = {}  # name -> why a replayed case is no longer timed (failed, raised or crashed on replay)

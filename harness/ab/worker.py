@@ -1,13 +1,15 @@
-"""One side of `ab`: imports the side's `impls/` under HEAD's harness and answers the parent's
-requests, one JSON line each way (sides.py sends them).
+"""One side of `ab`: imports the side's `impls/` as `scanlab.impls` under HEAD's harness and answers
+the parent's requests, one JSON line each way (sides.py sends them).
 
-    python -m harness.ab.worker IMPORT_FOLDER [--threads N] [--backend-module SPEC ...]
+    python -m scanlab.harness.ab.worker IMPLS_FOLDER [--threads N] [--backend-module SPEC ...]
 
-IMPORT_FOLDER holds the link `impls` (revisions.import_folder) and goes first on the path before
-anything imports `impls`. The answers travel on a copy of stdout; stdout itself is pointed at
-stderr, so a kernel that prints, from Python or from C, cannot corrupt them."""
+Before anything imports it, `scanlab.impls` is pointed at IMPLS_FOLDER (its modules import each
+other relatively, so the whole tree follows). The answers travel on a copy of stdout; stdout itself
+is pointed at stderr, so a kernel that prints, from Python or from C, cannot corrupt them."""
 import argparse
 import gc
+import importlib.abc
+import importlib.util
 import json
 import os
 import sys
@@ -67,13 +69,31 @@ class Cases:
         return {}
 
 
+class SideImpls(importlib.abc.MetaPathFinder):
+    """Finds `scanlab.impls` in one folder, whatever is installed; its submodules are then found on
+    its own __path__ by the usual machinery."""
+
+    NAME = __package__.rpartition(".harness")[0] + ".impls"  # scanlab.impls (__name__ is __main__ under -m)
+
+    def __init__(self, folder):
+        self.folder = os.path.realpath(folder)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.NAME:
+            return None
+        return importlib.util.spec_from_file_location(fullname, os.path.join(self.folder, "__init__.py"),
+                                                      submodule_search_locations=[self.folder])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--backend-module", action="append", default=[])
     args = parser.parse_args(argv)
-    sys.path.insert(0, args.folder)
+    if SideImpls.NAME in sys.modules:
+        raise RuntimeError(f"{SideImpls.NAME} was imported before the worker could choose its tree")
+    sys.meta_path.insert(0, SideImpls(args.folder))
     answers = answer_stream()
 
     def send(message):
@@ -88,8 +108,8 @@ def main(argv=None):
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        import impls
-        from impls.plugins import load_module
+        from ... import impls
+        from ...impls.plugins import load_module
 
         from .. import cases  # noqa: F401  (HEAD's harness against this impls: fails here if they do not fit)
 

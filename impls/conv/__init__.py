@@ -1,7 +1,7 @@
 """Causal depthwise convolution backends: every file here is one algorithm called as conv(u, K) -> y."""
 import importlib
 
-from ..backend import Registry
+from ..registry import Registry
 from .oracle import conv_oracle
 
 REGISTRY = Registry("conv", {

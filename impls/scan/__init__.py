@@ -1,7 +1,8 @@
 """Scan backends: every file here is one algorithm exporting the same `scan(a, kv, h0=None)`."""
 import importlib
 
-from ..backend import Registry, ScanBackend
+from ..backend import ScanBackend
+from ..registry import Registry
 from ..jax_bridge import import_jax
 from .oracle import oracle
 
