@@ -262,8 +262,10 @@ def cmd_list():
         for name, b in backends.items():
             status = "available" if b.available else f"UNAVAILABLE: {b.unavailable_reason}"
             dtypes = ",".join(str(d).removeprefix("torch.") for d in b.dtypes)
+            layouts = "" if kind != "scan" else "; " + ", ".join(
+                f"{layout}: {'native' if layout in b.native_layouts else 'adapted'}" for layout in ("reverse", "varlen"))
             print(f"  {name:{width}s} {status}\n    dtypes: {dtypes}; devices: {','.join(b.devices)}; "
-                  f"differentiable: {b.differentiable}; from: {b.origin}\n    {b.description}")
+                  f"differentiable: {b.differentiable}{layouts}; from: {b.origin}\n    {b.description}")
     return 0
 
 

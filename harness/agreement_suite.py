@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import agreement
+from . import agreement, layout_agreement
 from .strategies import SCAN_DTYPES
 
 
@@ -45,3 +45,8 @@ test_scanlab_linear_in_kv = _property(agreement.linear_in_kv)
 test_scanlab_leaves_its_inputs_unchanged = _property(agreement.leaves_its_inputs_unchanged)
 test_scanlab_repeats_itself_bitwise = _property(agreement.repeats_itself_bitwise)
 test_scanlab_outputs_are_new_tensors_like_the_inputs = _property(agreement.outputs_are_new_tensors_like_the_inputs)
+
+test_scanlab_packed_sequences_agree_with_oracle = _property(layout_agreement.packed_sequences_agree_with_oracle)
+test_scanlab_packed_equals_each_sequence_alone = _property(layout_agreement.packed_equals_each_sequence_alone)
+test_scanlab_a_nonfinite_input_stays_in_its_sequence = _property(layout_agreement.a_nonfinite_input_stays_in_its_sequence)
+test_scanlab_reverse_is_flip_scan_flip = _property(layout_agreement.reverse_is_flip_scan_flip)

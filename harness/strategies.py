@@ -87,3 +87,40 @@ def _record_draw(spec):
     event(f"L {'prime' if _is_prime(length) else 'odd' if length % 2 else 'even'}")
     event(f"gates {spec['gate_regime']}, kv {spec['kv_regime']}")
     event(f"h0 {'given' if spec['with_h0'] else 'none'}")
+
+
+# Packed layouts for JIT backends: the whole row's length is one of JIT_LENGTHS (one compile of the
+# dense path); the segments themselves are free
+JIT_PACKINGS = ((7,), (0, 7, 0), (1, 1, 5), (2, 0, 5), (60, 4), (1,) * 7 + (57,))
+
+
+def chunk_edges(backend):
+    """The step counts at which `backend`'s chunks or tiles end (its own constants), where a sequence
+    boundary is the interesting case."""
+    import importlib
+
+    edges = set()
+    try:
+        module = importlib.import_module(f"..impls.scan.{backend.name}", __package__)
+    except ImportError:  # a plugin's, or a backend with no module of that name: no edges known
+        return ()
+    for name in ("CHUNK", "BLOCK_T", "TILE"):
+        value = getattr(module, name, None)
+        edges |= set(value.values()) if isinstance(value, dict) else {value} if isinstance(value, int) else set()
+    return tuple(sorted(edges))
+
+
+@st.composite
+def packed_segment_lengths(draw, edges=(), jit=False, max_len=300):
+    """Lengths of the sequences packed in one row: 0 and 1 among them, boundaries just before, at and
+    after a chunk edge, and one long sequence among many short ones."""
+    if jit:
+        return list(draw(st.sampled_from(JIT_PACKINGS), label="segments"))
+    near_edges = [e + d for e in edges for d in (-1, 0, 1) if 0 <= e + d <= max_len] or [8]
+    short = st.one_of(st.sampled_from([0, 1, 2]), st.sampled_from(near_edges), st.integers(0, 12))
+    lengths = draw(st.lists(short, min_size=1, max_size=8), label="segments")
+    if draw(st.booleans(), label="one long"):
+        at = draw(st.integers(0, len(lengths)), label="long at")
+        lengths.insert(at, draw(st.integers(20, max_len // 2), label="long"))
+    event(f"segments {'with' if 0 in lengths else 'without'} an empty one")
+    return lengths

@@ -127,45 +127,49 @@ def _lane_chunks(channels, batch, length):
     return [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
 
 
-def _reference_chunk(a, kv, h0, g, g_last, gradients):
+def _reference_chunk(a, kv, h0, g, g_last, gradients, layout):
     """The oracle on some lanes: (scale, scale_last, ref, ref_last, ref_grads, grad_scales)."""
     wide = [None if t is None else _wide(t) for t in (a, kv, h0)]
-    scale, scale_last = oracle(*[None if t is None else t.abs() for t in wide])
+    scale, scale_last = oracle(*[None if t is None else t.abs() for t in wide], **layout)
     leaves = [None if t is None else t.requires_grad_(gradients) for t in wide]
     with torch.set_grad_enabled(gradients):
-        ref, ref_last = oracle(*leaves)
+        ref, ref_last = oracle(*leaves, **layout)
     if not gradients:
         return scale, scale_last, ref.detach(), ref_last.detach(), None, None
     used = [t for t in leaves if t is not None]
     ref_grads = torch.autograd.grad((ref, ref_last), used, (g, g_last), allow_unused=True, materialize_grads=True)
     magnitudes = [t.detach().abs().requires_grad_() for t in used]
     with torch.enable_grad():
-        bound, bound_last = oracle(*magnitudes, *([None] * (3 - len(magnitudes))))
+        bound, bound_last = oracle(*magnitudes, *([None] * (3 - len(magnitudes))), **layout)
     grad_scales = torch.autograd.grad((bound, bound_last), magnitudes, (g.abs(), g_last.abs()), allow_unused=True,
                                       materialize_grads=True)
     return scale, scale_last, ref.detach(), ref_last.detach(), ref_grads, grad_scales
 
 
-def scan_reference(a, kv, h0, gradients, seed):
+def scan_reference(a, kv, h0, gradients, seed, reverse=False, cu_seqlens=None):
     """(lanes, scale, scale_last, ref, ref_last, ref_grads, grad_scales) from the oracle on the judged
     `lanes` (scan_lanes: channels, in every batch row), run on chunks of them so that its float64
     temporaries stay small. grad_scales are the gradients of the scan of magnitudes under the
     magnitudes of the upstream gradients: elementwise, the sum of |terms| each true gradient adds up.
+    `reverse`, `cu_seqlens`: the layout (impls/layouts.py), computed by the oracle directly.
     Memoised on the judged inputs' bytes: a perf group checks every backend on the same inputs, and
     the float64 loop at L = 16384 with its autograd graph costs seconds."""
+    gradients = gradients and a.shape[1] > 0  # no step: no gradient
     lanes = scan_lanes(*a.shape)
     a, kv = (t.detach()[..., lanes].cpu() for t in (a, kv))  # (b l judged)
     h0 = None if h0 is None else h0.detach()[:, lanes].cpu()  # (b judged)
-    key = (_fingerprint(a, kv, h0), gradients, seed)
+    layout = {"reverse": reverse, "cu_seqlens": None if cu_seqlens is None else cu_seqlens.cpu()}
+    key = (_fingerprint(a, kv, h0, layout["cu_seqlens"]), gradients, seed, reverse)
     if key not in _REFERENCES:
         _REFERENCES.clear()  # one entry: the group being checked
         complex_ = a.is_complex()
         g = _random_upstream(a.shape, complex_, seed, a.dtype)
-        g_last = _random_upstream((a.shape[0], a.shape[2]), complex_, seed + 1, a.dtype)
+        rows = a.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1  # h_last: a state per row, or per sequence
+        g_last = _random_upstream((rows, a.shape[2]), complex_, seed + 1, a.dtype)
         # contiguous chunks: torch's complex abs takes another path on strided views, an ulp apart
         chunks = [_reference_chunk(a[..., part].contiguous(), kv[..., part].contiguous(),
                                    None if h0 is None else h0[:, part].contiguous(),
-                                   g[..., part].contiguous(), g_last[:, part].contiguous(), gradients)
+                                   g[..., part].contiguous(), g_last[:, part].contiguous(), gradients, layout)
                   for part in _lane_chunks(a.shape[2], a.shape[0], a.shape[1])]
         joined = [torch.cat(parts, dim=-1) for parts in zip(*[c[:4] for c in chunks])]
         grads = [None, None]
@@ -175,23 +179,26 @@ def scan_reference(a, kv, h0, gradients, seed):
     return _REFERENCES[key]
 
 
-def scan_references(a, kv, h0=None, gradients=True, seed=1234):
+def scan_references(a, kv, h0=None, gradients=True, seed=1234, reverse=False, cu_seqlens=None):
     """The oracle's outputs and gradients on the judged lanes (memoised: free right after check_scan)."""
-    _, _, _, ref, ref_last, ref_grads, _ = scan_reference(a, kv, h0, gradients, seed)
+    _, _, _, ref, ref_last, ref_grads, _ = scan_reference(a, kv, h0, gradients, seed, reverse, cu_seqlens)
     return [ref, ref_last, *(ref_grads or ())]
 
 
-def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234):
+def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234, reverse=False, cu_seqlens=None):
     """Verdicts for h, h_last and (when asked and differentiable) every gradient, vs the oracle, on
     the judged lanes (scan_lanes). The backend runs on the whole inputs: the upstream gradient is
     zero outside the judged lanes."""
     tol = backend.tolerance(a.dtype)
-    gradients = gradients and backend.differentiable
-    lanes, scale, scale_last, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, gradients, seed)
+    gradients = gradients and backend.differentiable and a.shape[1] > 0  # no step: no gradient to judge
+    lanes, scale, scale_last, ref, ref_last, ref_grads, grad_scales = scan_reference(a, kv, h0, gradients, seed,
+                                                                                     reverse, cu_seqlens)
     # no copies of the case's inputs (a large case has no room for them): fresh leaves on their storage
     inputs = [t.detach().requires_grad_(gradients) if t is not None else None for t in (a, kv, h0)]
     with torch.set_grad_enabled(gradients):
-        h, h_last = backend(*inputs)
+        # the layout's arguments only when asked: an `ab` BASE older than them takes the dense call
+        layout = {**({"reverse": True} if reverse else {}), **({"cu_seqlens": cu_seqlens} if cu_seqlens is not None else {})}
+        h, h_last = backend(*inputs, **layout)
     verdicts = [judge_output("h", h.detach()[..., lanes].cpu(), ref, scale, tol),
                 judge_output("h_last", h_last.detach()[:, lanes].cpu(), ref_last, scale_last, tol)]
     if gradients:

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import tolerances, validation
+from . import layouts, tolerances, validation
 
 REAL_DTYPES = (torch.float32, torch.float64)
 ALL_DTYPES = REAL_DTYPES + (torch.complex64, torch.complex128)
@@ -42,6 +42,9 @@ class Backend:
     # ((dtype, Tolerance), ...): a plugin's own declaration; scanlab's backends are in tolerances.TABLE
     declared_tolerances: tuple = ()
     deterministic: bool = True  # two calls on the same inputs agree bitwise (False: GPU atomics, say)
+    # the layouts its fn runs itself (layouts.REVERSE, layouts.VARLEN: fn takes reverse=, cu_seqlens=);
+    # the others go through impls/layouts.py's exact adapters
+    native_layouts: tuple = ()
 
     def __repr__(self):  # what a failing test prints as its falsifying example
         return f"<{self.kind} backend {self.name!r} from {self.origin}>"
@@ -99,25 +102,34 @@ class Backend:
 
 
 class ScanBackend(Backend):
-    def __call__(self, a, kv, h0=None):
-        return self._bind(a, kv, h0)()
+    def __call__(self, a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+        return self.kernel(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)()
 
-    def kernel(self, a, kv, h0=None):
-        """`backend(a, kv, h0)` as a callable of no arguments, its inputs checked once (Backend._bind)."""
-        return self._bind(a, kv, h0)
+    def kernel(self, a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+        """`backend(a, kv, h0, reverse=, cu_seqlens=)` as a callable of no arguments, its inputs checked
+        once (Backend._bind). A reverse or packed scan runs the backend's own path where it declares
+        one (`native_layouts`), else the exact adapters of impls/layouts.py around its dense path."""
+        self._require_available()
+        if not isinstance(reverse, bool):
+            raise TypeError(f"reverse must be True or False, got {reverse!r}")
+        validation.check_scan_inputs(self, a, kv, h0, cu_seqlens)
+        self._refuse(a, kv, h0)
+        if cu_seqlens is not None and layouts.VARLEN not in self.native_layouts and self.limits is not None:
+            why = self.refusal(layouts.boundary_gates(a, cu_seqlens), kv, None)
+            if why:
+                raise UnsupportedInputError(f"{self.kind} backend {self.name!r} cannot take packed sequences through "
+                                            f"the varlen adapter (a zero gate at each sequence's first step): {why}")
+        if not a.numel():
+            return self._empty(a, kv, h0, cu_seqlens)
+        fn = layouts.layout_call(self.fn, self.native_layouts, reverse, cu_seqlens)
+        return lambda: fn(a, kv, h0)
 
-    def _checked(self, a, kv, h0=None):
-        validation.check_scan_inputs(self, a, kv, h0)
-        return a, kv, h0
-
-    def _empty(self, a, kv, h0):
-        if a.numel():
-            return None
-
+    @staticmethod
+    def _empty(a, kv, h0, cu_seqlens):
         def empty():  # an empty batch, length or channel axis: no kernel is asked to launch on it
-            batch, _, channels = a.shape
+            rows = a.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
             # a copy of h0, never h0 itself: an output must not be a view of an input
-            h_last = torch.zeros(batch, channels, dtype=a.dtype, device=a.device) if h0 is None else h0.clone()
+            h_last = torch.zeros(rows, a.shape[2], dtype=a.dtype, device=a.device) if h0 is None else h0.clone()
             return a * kv, h_last  # empty, and part of the graph for autograd
         return empty
 

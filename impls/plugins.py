@@ -26,6 +26,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .backend import REAL_DTYPES, Backend, ConvBackend, ScanBackend
+from .layouts import REVERSE, VARLEN
 from .tolerances import Tolerance
 
 GROUPS = {"scan": "scanlab.scan_backends", "conv": "scanlab.conv_backends"}
@@ -34,7 +35,8 @@ MODULES_ENV = "SCANLAB_BACKEND_MODULES"
 _KINDS = {"scan": ScanBackend, "conv": ConvBackend}
 
 
-def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic=True):
+def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic=True,
+             native_layouts=()):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name: a backend's name is an identifier (it names CLI arguments and report rows); got {name!r}")
     if not callable(fn):
@@ -48,11 +50,19 @@ def _declare(kind, name, fn, tolerances, dtypes, devices, differentiable, descri
                          "it takes needs the accuracy it promises there")
     return _KINDS[kind](name=name, kind=kind, fn=fn, dtypes=dtypes, devices=tuple(devices),
                         differentiable=differentiable, description=description, limits=limits,
-                        declared_tolerances=tuple(tolerances.items()), deterministic=bool(deterministic))
+                        declared_tolerances=tuple(tolerances.items()), deterministic=bool(deterministic),
+                        **({"native_layouts": _layouts(name, native_layouts)} if kind == "scan" else {}))
+
+
+def _layouts(name, native_layouts):
+    wrong = [layout for layout in native_layouts if layout not in (REVERSE, VARLEN)]
+    if wrong:
+        raise ValueError(f"native_layouts: {name} declares {wrong}; the layouts are {REVERSE!r} and {VARLEN!r}")
+    return tuple(native_layouts)
 
 
 def scan_backend(name, fn, *, tolerances, dtypes=REAL_DTYPES, devices=("cpu",), differentiable=True, description="",
-                 limits=None, deterministic=True):
+                 limits=None, deterministic=True, native_layouts=()):
     """A scan backend: `fn(a, kv, h0)` computes h_t = a_t * h_{t-1} + kv_t over t (dim 1).
 
     a, kv: (B, L, D); h0: (B, D) or None (zeros). Returns (h (B, L, D), h_last (B, D)), new tensors of
@@ -61,8 +71,11 @@ def scan_backend(name, fn, *, tolerances, dtypes=REAL_DTYPES, devices=("cpu",), 
     {dtype: Tolerance} for every dtype taken. `limits(a, kv, h0)`: why it cannot take some valid
     inputs (a length it has no kernel for), or None. `deterministic=False` declares that two calls on
     the same inputs may differ in their last bits (GPU atomics): the suite then does not ask for it.
+    `native_layouts`: "reverse" and/or "varlen" when fn itself takes reverse= / cu_seqlens= (the
+    convention of impls/layouts.py); the others reach it through scanlab's exact adapters.
     """
-    return _declare("scan", name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic)
+    return _declare("scan", name, fn, tolerances, dtypes, devices, differentiable, description, limits, deterministic,
+                    native_layouts)
 
 
 def conv_backend(name, fn, *, tolerances, dtypes=REAL_DTYPES, devices=("cpu",), differentiable=True, description=""):

@@ -1,6 +1,8 @@
 """Up-front checks shared by every backend: a bad argument fails here, by name, before any work."""
 import torch
 
+from .layouts import check_cu_seqlens
+
 
 def require_tensor(name, value):
     if not isinstance(value, torch.Tensor):
@@ -31,7 +33,7 @@ def require_supported(backend, name, value):
                          f"supported device types: {', '.join(backend.devices)}")
 
 
-def check_scan_inputs(backend, a, kv, h0):
+def check_scan_inputs(backend, a, kv, h0, cu_seqlens=None):
     require_rank("a", a, 3, "(B, L, D)")
     require_rank("kv", kv, 3, "(B, L, D)")
     if a.shape != kv.shape:
@@ -39,12 +41,17 @@ def check_scan_inputs(backend, a, kv, h0):
     require_same("dtype", "a", a, "kv", kv)
     require_same("device", "a", a, "kv", kv)
     require_supported(backend, "a", a)
+    if cu_seqlens is not None:
+        check_cu_seqlens(cu_seqlens, a, kv)
     if h0 is None:
         return
-    require_rank("h0", h0, 2, "(B, D)")
-    expected = (a.shape[0], a.shape[2])
+    rows = "(B, D)" if cu_seqlens is None else "(N, D), one state per packed sequence,"
+    require_rank("h0", h0, 2, rows)
+    expected = (a.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1, a.shape[2])
     if tuple(h0.shape) != expected:
-        raise ValueError(f"h0 must have shape (B, D) = {expected} to match a {tuple(a.shape)}; got {tuple(h0.shape)}")
+        raise ValueError(f"h0 must have shape {rows} = {expected} to match a {tuple(a.shape)}"
+                         + ("" if cu_seqlens is None else f" and {expected[0]} sequences in cu_seqlens")
+                         + f"; got {tuple(h0.shape)}")
     require_same("dtype", "h0", h0, "a", a)
     require_same("device", "h0", h0, "a", a)
 

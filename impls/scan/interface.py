@@ -6,13 +6,21 @@ SCAN_DOC = """First-order linear recurrence along the sequence axis.
 
     h_t = a_t * h_{t-1} + kv_t,   t = 0..L-1,   h_{-1} = h0 (zero when h0 is None)
 
+    reverse=True:  h_t = a_t * h_{t+1} + kv_t,   t = L-1..0,   h_L = h0;   h_last = h_0
+    cu_seqlens:    N sequences packed in one row, sequence i at [cu[i], cu[i+1]), each scanned on
+                   its own from h0[i] (in reverse too when reverse=True)
+
 Args:
     a:  (B, L, D) gates, real or complex.
     kv: (B, L, D) inputs, same dtype and device as a.
-    h0: (B, D) initial state, or None.
+    h0: (B, D) initial state, or None; (N, D) with cu_seqlens.
+    reverse: scan from the last step to the first.
+    cu_seqlens: (N + 1,) int32/int64 offsets, 0 = cu[0] <= cu[1] <= ... <= cu[N] = L, with B = 1.
 Returns:
-    (h, h_last): every state (B, L, D) and the final state (B, D); feeding h_last back as h0
-    continues the sequence exactly.
+    (h, h_last): every state (B, L, D) and the final state (B, D), or (N, D) per packed sequence
+    (h0[i], or zero, for an empty one); feeding h_last back as h0 continues the sequence exactly.
+    A backend runs reverse and packed scans natively where it declares so (`native_layouts`), else
+    through the exact adapters of impls/layouts.py.
 """
 
 

@@ -21,6 +21,7 @@ import torch
 from numba import njit, prange
 
 from ..double_double import cdd_add, cdd_mul
+from ..layouts import sequences
 
 
 @njit(parallel=True, cache=True)
@@ -102,12 +103,36 @@ class _Oracle(torch.autograd.Function):
         return grad_a, grad_kv, grad_h0 if h0 is not None else None
 
 
-def oracle(a, kv, h0=None):
-    """(h, h_last) in float64 (complex128 for complex inputs), with autograd, from the double-double scan."""
+def oracle(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+    """(h, h_last) in float64 (complex128 for complex inputs), with autograd, from the double-double scan.
+
+    reverse, cu_seqlens as every backend takes them (impls/layouts.py), computed here directly: each
+    packed sequence is its own double-double scan from its own h0[i] (a reverse one on its steps in
+    reverse order, an exact reindexing), never the zero-gate adapter the backends may use."""
     wide = torch.complex128 if a.is_complex() else torch.float64
     a, kv = a.to(wide), kv.to(wide)
     h0 = None if h0 is None else h0.to(wide)
+    if cu_seqlens is None:
+        return _dense(a, kv, h0, reverse)
+    states, lasts = [], []
+    for i, (start, end) in enumerate(sequences(cu_seqlens)):
+        first = None if h0 is None else h0[i:i + 1]  # (1 d)
+        if end == start:
+            lasts.append(a.new_zeros(a.shape[2]) if first is None else first[0].clone())
+            continue
+        h, h_last = _dense(a[:, start:end], kv[:, start:end], first, reverse)
+        states.append(h)
+        lasts.append(h_last[0])
+    h = torch.cat(states, dim=1) if states else a.new_empty(a.shape)
+    return h, torch.stack(lasts) if lasts else a.new_zeros(0, a.shape[2])
+
+
+def _dense(a, kv, h0, reverse):
     if a.shape[1] == 0:
         batch, _, channels = a.shape
+        wide = a.dtype
         return a.new_empty(a.shape), torch.zeros(batch, channels, dtype=wide, device=a.device) if h0 is None else h0
+    if reverse:
+        h, h_last = _Oracle.apply(a.flip(1), kv.flip(1), h0)
+        return h.flip(1), h_last
     return _Oracle.apply(a, kv, h0)

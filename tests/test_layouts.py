@@ -1,0 +1,152 @@
+"""Reverse and packed variable-length scans: every backend (native path or the adapter) against the
+oracle, which scans each sequence on its own; the oracle against worked numbers; bad offsets refused.
+
+The properties live in harness/layout_agreement.py, which the pytest plugin runs on a user's backend."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scanlab import get_scan_backend, oracle
+from scanlab.harness import agreement, layout_agreement
+from scanlab.harness.verify import check_scan
+from scanlab.impls import layouts
+from scanlab.impls.backend import ScanBackend
+from scan_params import BACKENDS, backend_dtype_params
+
+# the layouts' own arithmetic is dtype-independent: a real and a complex dtype in full precision, and
+# float32 where the backends' tolerances are widest
+DTYPES = (torch.float32, torch.float64, torch.complex128)
+PARAMS = [p for p in backend_dtype_params() if p.values[1] in DTYPES]
+
+
+def _property(check):
+    @pytest.mark.parametrize("backend,dtype", PARAMS)
+    @settings(max_examples=10)
+    @given(data=st.data())
+    def test(backend, dtype, data):
+        agreement.check_property(check, backend, dtype, data)
+
+    test.__doc__ = check.__doc__
+    return test
+
+
+test_packed_sequences_agree_with_oracle = _property(layout_agreement.packed_sequences_agree_with_oracle)
+test_packed_equals_each_sequence_alone = _property(layout_agreement.packed_equals_each_sequence_alone)
+test_a_nonfinite_input_stays_in_its_sequence = _property(layout_agreement.a_nonfinite_input_stays_in_its_sequence)
+test_reverse_is_flip_scan_flip = _property(layout_agreement.reverse_is_flip_scan_flip)
+
+# three packed sequences, worked by hand: [0.5, 0.5 | (empty) | 2, 0.25, 4] with kv = 1 everywhere,
+# h0 = [2, 5, 3] (D = 1)
+A = torch.tensor([0.5, 0.5, 2.0, 0.25, 4.0], dtype=torch.float64).reshape(1, 5, 1)
+KV = torch.ones(1, 5, 1, dtype=torch.float64)
+H0 = torch.tensor([[2.0], [5.0], [3.0]], dtype=torch.float64)
+CU = torch.tensor([0, 2, 2, 5])
+# forward: 0.5*2+1 = 2, 0.5*2+1 = 2 | - | 2*3+1 = 7, 0.25*7+1 = 2.75, 4*2.75+1 = 12
+FORWARD = ([2.0, 2.0, 7.0, 2.75, 12.0], [2.0, 5.0, 12.0])
+# reverse: t=1: 0.5*2+1 = 2, t=0: 0.5*2+1 = 2 | - | t=4: 4*3+1 = 13, t=3: 0.25*13+1 = 4.25, t=2: 2*4.25+1 = 9.5
+REVERSE = ([2.0, 2.0, 9.5, 4.25, 13.0], [2.0, 5.0, 9.5])
+
+
+@pytest.mark.parametrize("reverse,expected", [(False, FORWARD), (True, REVERSE)])
+def test_the_oracle_scans_each_packed_sequence_on_its_own(reverse, expected):
+    h, h_last = oracle(A, KV, H0, reverse=reverse, cu_seqlens=CU)
+    assert h.flatten().tolist() == expected[0] and h_last.flatten().tolist() == expected[1]
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+@pytest.mark.parametrize("reverse,expected", [(False, FORWARD), (True, REVERSE)])
+def test_every_backend_gives_the_worked_example(name, reverse, expected):
+    backend = BACKENDS[name]
+    if torch.float64 not in backend.dtypes:
+        pytest.skip(f"{name} does not take float64")
+    h, h_last = backend(A, KV, H0, reverse=reverse, cu_seqlens=CU)
+    torch.testing.assert_close(h.flatten(), torch.tensor(expected[0], dtype=torch.float64))
+    torch.testing.assert_close(h_last.flatten(), torch.tensor(expected[1], dtype=torch.float64))
+    assert h_last.data_ptr() != H0.data_ptr() and h_last[1].item() == 5.0  # the empty one: a copy of its h0
+
+
+def test_an_adapter_that_drops_a_sequences_h0_is_caught_by_the_check(monkeypatch):
+    """The check can fail: an adapter that forgets to fold h0[i] into each sequence's first step."""
+    real = layouts.varlen_adapter
+
+    def forgetful(dense):
+        scan = real(dense)
+        return lambda a, kv, h0, cu_seqlens: scan(a, kv, None, cu_seqlens)
+    monkeypatch.setattr(layouts, "varlen_adapter", forgetful)
+    verdicts = check_scan(get_scan_backend("assoc"), A, KV, H0, gradients=True, cu_seqlens=CU)
+    assert {v.quantity for v in verdicts if not v.passed} >= {"h", "h_last", "grad_h0"}
+
+
+def test_the_adapter_maps_the_gradients_at_a_boundary_back_to_a_and_h0():
+    """dL/da at a sequence's first step is dL/dh_s conj(h0[i]), and dL/dh0[i] gets dL/dh_s conj(a_s):
+    the zero gate the adapter puts there must not zero them."""
+    a, kv, h0 = (t.clone().requires_grad_() for t in (A, KV, H0))
+    h, h_last = get_scan_backend("assoc")(a, kv, h0, cu_seqlens=CU)
+    grad_a, grad_h0 = torch.autograd.grad(h[0, 2, 0], (a, h0))  # h_2 = a_2 h0[2] + kv_2
+    assert grad_a[0, 2, 0].item() == 3.0 and grad_h0.flatten().tolist() == [0.0, 0.0, 2.0]
+
+
+def test_native_layouts_are_used_where_declared_and_the_adapters_elsewhere():
+    calls = []
+
+    def native(a, kv, h0, **layout):
+        calls.append(sorted(layout))
+        return get_scan_backend("sequential").fn(a, kv, h0, **layout)
+    both = ScanBackend(name="both", kind="scan", fn=native, native_layouts=(layouts.REVERSE, layouts.VARLEN))
+    both(A, KV, H0, reverse=True, cu_seqlens=CU)
+    varlen_only = ScanBackend(name="varlen_only", kind="scan", fn=native, native_layouts=(layouts.VARLEN,))
+    varlen_only(A, KV, H0, reverse=True, cu_seqlens=CU)  # reverse adapted around its own varlen path
+    neither = ScanBackend(name="neither", kind="scan", fn=native)
+    neither(A, KV, H0, cu_seqlens=CU)
+    assert calls == [["cu_seqlens", "reverse"], ["cu_seqlens"], []]
+
+
+@pytest.mark.parametrize("cu_seqlens,match", [
+    (torch.tensor([1, 2, 5]), "cu_seqlens must start at 0 and end at L = 5"),
+    (torch.tensor([0, 2, 4]), "cu_seqlens must start at 0 and end at L = 5"),
+    (torch.tensor([0, 3, 2, 5]), "cu_seqlens must be non-decreasing"),
+    (torch.tensor([0.0, 5.0]), "cu_seqlens must be int32 or int64"),
+    (torch.tensor([[0, 5]]), r"cu_seqlens must have shape \(N \+ 1,\)"),
+    ([0, 5], "cu_seqlens must be a torch.Tensor"),
+])
+def test_bad_offsets_are_refused_by_name(cu_seqlens, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        get_scan_backend("assoc")(A, KV, None, cu_seqlens=cu_seqlens)
+
+
+def test_packed_rows_and_states_are_checked_against_the_offsets():
+    with pytest.raises(ValueError, match="cu_seqlens packs sequences into one row: a and kv must be .1, L, D., got B = 2"):
+        get_scan_backend("assoc")(A.expand(2, 5, 1), KV.expand(2, 5, 1), None, cu_seqlens=CU)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(N, D\), one state per packed sequence, = \(3, 1\)"):
+        get_scan_backend("assoc")(A, KV, H0[:2], cu_seqlens=CU)
+    with pytest.raises(TypeError, match="reverse must be True or False"):
+        get_scan_backend("assoc")(A, KV, None, reverse="yes")
+
+
+def test_all_empty_sequences_return_their_states():
+    a = torch.empty(1, 0, 2)
+    h, h_last = get_scan_backend("native")(a, a, torch.ones(3, 2), cu_seqlens=torch.tensor([0, 0, 0, 0]))
+    assert h.shape == (1, 0, 2) and h_last.tolist() == [[1.0, 1.0]] * 3
+
+
+def test_list_says_which_layouts_each_backend_runs_natively(capsys):
+    from scanlab import run_bench
+
+    assert run_bench.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "differentiable: True; reverse: native, varlen: native; from: scanlab\n    plain loop" in out  # sequential
+    assert "reverse: adapted, varlen: adapted; from: scanlab\n    odd/even associative scan" in out  # assoc
+
+
+def test_a_plugin_declares_its_native_layouts_and_nothing_else():
+    from scanlab import Tolerance, scan_backend
+
+    promise = {torch.float64: Tolerance(1e-12, 1e-300, 1e-12)}
+    mine = scan_backend("mine", get_scan_backend("sequential").fn, dtypes=(torch.float64,), tolerances=promise,
+                        native_layouts=("reverse", "varlen"))
+    assert mine.native_layouts == ("reverse", "varlen")
+    assert all(v.passed for v in check_scan(mine, A, KV, H0, reverse=True, cu_seqlens=CU))
+    with pytest.raises(ValueError, match="native_layouts: mine declares \\['sideways'\\]"):
+        scan_backend("mine", get_scan_backend("sequential").fn, tolerances=promise, dtypes=(torch.float64,),
+                     native_layouts=("sideways",))
