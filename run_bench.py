@@ -17,13 +17,27 @@ import os
 import sys
 from pathlib import Path
 
-from scanlab.harness import sweeps
-from scanlab.harness.isolation import CASE_TIMEOUT_S, SweepInterrupted
-from scanlab.harness.records import RunLocked
-from scanlab.harness.cases import DTYPES
-from scanlab.harness.shard import WHOLE, Shard
+if __name__ == "__main__":
+    # run as a script, this checkout's folder comes first on the path, where its folders would import
+    # under their own generic names (impls, harness) too: only `scanlab` names them
+    HERE = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    import scanlab
+
+    if Path(scanlab.__file__).resolve().parent != HERE:
+        sys.exit(f"run_bench.py: scanlab is installed from {Path(scanlab.__file__).parent}, not this checkout "
+                 f"{HERE}: run `pip install -e .` here (or run `scanlab` for the installed one)")
+
+from scanlab.harness import sweeps  # noqa: E402
+from scanlab.harness.isolation import CASE_TIMEOUT_S, SweepInterrupted  # noqa: E402
+from scanlab.harness.records import RunLocked  # noqa: E402
+from scanlab.harness.cases import DTYPES  # noqa: E402
+from scanlab.harness.shard import WHOLE, Shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+# where records go and revisions come from by default: this checkout, or the working folder when
+# scanlab is installed from a wheel (its folder is site-packages)
+HOME = ROOT if (ROOT / "pyproject.toml").is_file() else Path.cwd()
 # ab's defaults, chosen from tests/ab_power.py's measurement on this 2-core machine (README: CI): the
 # factor a median paired ratio must pass, the rounds (least, most), and the round budget over the
 # preset's (both sides are timed in each round)
@@ -112,7 +126,7 @@ def _sweep_flags(parser, after_command=False):
     add("--dtypes", default=default(None), type=_list_of(str, _known(list(DTYPES), "dtype")), help="e.g. float32,float64")
     add("--batch", default=default(None), type=_positive_int, help="batch size B")
     add("--channels", default=default(None), type=_positive_int, help="channels D (H for DSS)")
-    add("--reports", default=default(str(ROOT / "reports")), help="records and reports folder")
+    add("--reports", default=default(str(HOME / "reports")), help="records and reports folder")
     add("--fresh", action="store_true", default=default(False), help="start a new run, not resume an unfinished one")
     add("--backend-module", default=default(None), type=_list_of(str), metavar="MODULES",
         help="comma-separated modules (pkg.module or path/to/file.py) whose backends join the sweep (impls/plugins.py)")
@@ -195,9 +209,9 @@ def build_parser():
     ab.add_argument("--allow-missing", type=_list_of(str), default=[], metavar="NAMES",
                     help="backends whose cases may be missing from HEAD (a deliberate removal); listed as accepted")
     ab.add_argument("--out", help="also write the markdown summary here")
-    ab.add_argument("--repo", default=str(ROOT), help="the git checkout whose revisions are measured (default: this one)")
+    ab.add_argument("--repo", default=str(HOME), help="the git checkout whose revisions are measured (default: this one)")
     report = commands.add_parser("report", help="render tables and plots from stored records")
-    report.add_argument("--reports", default=str(ROOT / "reports"))
+    report.add_argument("--reports", default=str(HOME / "reports"))
     compare = commands.add_parser("compare", help="compare two result sets; exit 1 on a broken or slower case, 2 on bad input")
     compare.add_argument("base", help="a run file (.jsonl) or a machine folder under reports/")
     compare.add_argument("new", help="a run file (.jsonl) or a machine folder under reports/")
@@ -210,7 +224,7 @@ def build_parser():
                               "listed, not broken")
     imported = commands.add_parser("import-benchmark", help="add pytest-benchmark JSON to the records")
     imported.add_argument("json_file")
-    imported.add_argument("--reports", default=str(ROOT / "reports"))
+    imported.add_argument("--reports", default=str(HOME / "reports"))
     return parser
 
 
@@ -388,7 +402,7 @@ def cmd_submit(args):
         gpus = 1  # a GPU perf job asks for the GPU it measures
     jobs = submit_shards(pool, _job_argv(args), args.sweep, args.shards, partitions=args.partitions or (None,),
                          gpus_per_node=gpus, cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, mem_gb=args.mem_gb,
-                         cwd=ROOT, wait=args.wait)
+                         cwd=HOME, wait=args.wait)
     print(summary(jobs))
     failed_jobs = any(j.outcome().startswith("failed") for j in jobs)
     if any(j.outcome() == "running" for j in jobs):

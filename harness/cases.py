@@ -65,13 +65,24 @@ def _forward_or_both(forward, leaves, mode):
     return run
 
 
-def _timed_call(backend, *inputs):
+def _timed_call(backend, mode, *inputs):
     """The call a timing loop makes: the kernel alone, its inputs checked once here (README: what a
-    timed call includes). An `impls/` older than Backend.kernel (an `ab` BASE) is timed through its
-    public call, checks included, so it can only look slower than it is, never faster."""
+    timed call includes). Forward+backward: the inputs become leaves first, so that what the checks
+    hand the kernel (a convolution's K cut to L) is part of the graph. An `impls/` older than
+    Backend.kernel (an `ab` BASE) is checked once through its public call, then its function timed
+    the same way."""
+    if mode == BACKWARD:
+        for leaf in inputs:
+            if leaf is not None:
+                leaf.requires_grad_()
     if hasattr(backend, "kernel"):
         return backend.kernel(*inputs)
-    return lambda: backend(*inputs)
+    with torch.no_grad():
+        backend(*inputs)
+    if backend.kind == "conv":
+        inputs = (inputs[0], inputs[1][: inputs[0].shape[1]])
+    fn = backend.fn
+    return lambda: fn(*inputs)
 
 
 def scan_case(key):
@@ -81,7 +92,7 @@ def scan_case(key):
     if key.mode == BACKWARD and not backend.differentiable:
         return Case(key, None, 0, 0, None, "it declares no gradient (forward only)")
     refusal = backend.refusal(a, kv, None)
-    kernel = None if refusal else _timed_call(backend, a, kv, None)
+    kernel = None if refusal else _timed_call(backend, key.mode, a, kv, None)
     run = _forward_or_both(lambda: kernel()[0], [a, kv], key.mode)
     elements = a.numel()
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv
@@ -111,7 +122,7 @@ def conv_case(key):
     backend = get_conv_backend(key.backend)
     u, K = conv_inputs(key.B, key.L, key.D, dtype, "fast", seed=key.L, device=device)
     refusal = backend.refusal(u, K[: u.shape[1]])
-    kernel = None if refusal else _timed_call(backend, u, K)
+    kernel = None if refusal else _timed_call(backend, key.mode, u, K)
     run = _forward_or_both(kernel, [u, K], key.mode)
     check = lambda: check_conv(backend, u.detach(), K.detach(), gradients=key.mode == BACKWARD)
     # forward reads u, K and writes y; backward also reads dy and writes du, dK

@@ -77,8 +77,24 @@ def _static_info():
 def code_state():
     """The commit measured and whether the tree had uncommitted changes, read now (not cached): a
     run resumed after a commit stamps its new rows with the new commit."""
+    if not _is_checkout():  # installed from a wheel: the git folder around it, if any, is not scanlab's
+        return {"commit": f"scanlab {_version()}", "dirty": False}
     return {"commit": _git("rev-parse", "--short=12", "HEAD"),
             "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _is_checkout():
+    top = _git("rev-parse", "--show-toplevel")
+    return bool(top) and Path(top).resolve() == ROOT
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scanlab")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def machine_id(info):

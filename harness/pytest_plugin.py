@@ -16,9 +16,14 @@ each named backend, in every dtype it declares. Or request it from a test file o
 Hypothesis profiles: `scanlab-dev` (8 examples, the default) and `scanlab-ci` (25, derandomized),
 named so that they cannot replace a project's own `dev` or `ci`.
 """
+import shutil
+import tempfile
 from pathlib import Path
 
-SUITE = Path(__file__).with_name("agreement_suite.py")
+# The suite is collected from a one-line file that imports it by its package name: collected by its own
+# path, pytest would name it after the folders above it (the checkout's, under an editable install),
+# a second copy of scanlab's modules or an import that fails
+SHIM = "from scanlab.harness.agreement_suite import *  # noqa: F401,F403\n"
 
 try:
     from hypothesis import HealthCheck, settings
@@ -43,10 +48,14 @@ def pytest_configure(config):
         return
     if settings is not None and config.getoption("hypothesis_profile", None) is None:
         settings.load_profile("scanlab-dev")
+    folder = Path(tempfile.mkdtemp(prefix="scanlab-suite-"))
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    suite = folder / "test_scanlab_agreement_suite.py"
+    suite.write_text(SHIM)
     if config.args_source != config.ArgsSource.ARGS:  # no paths given: the suite alone
-        config.args[:] = [str(SUITE)]
-    elif str(SUITE) not in config.args:
-        config.args.append(str(SUITE))
+        config.args[:] = [str(suite)]
+    else:
+        config.args.append(str(suite))
 
 
 def resolve(spec):

@@ -85,7 +85,6 @@ class Backend:
         if not self.available:
             raise BackendUnavailableError(f"{self.kind} backend {self.name!r} is unavailable: {self.unavailable_reason}")
 
-
     def _bind(self, *inputs):
         """Check these inputs once (arguments, then the declared limits, which may read the data),
         then a callable that runs the kernel alone on them: what a timing loop calls, so that its

@@ -96,6 +96,7 @@ class RenamedImportError(ImportError):
 
 
 OLD_NAMES = ("impls", "harness")
+PLUGIN_PREFIX = "scanlab_plugin_"  # a plugin file's module name: the prefix, its stem and its path's digest
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -116,8 +117,9 @@ def _old_names(load, what):
         if not copies:
             return found
         old = min(copies, key=len)
-    for name in set(sys.modules) - before:  # the plugin and what it imported: loading it again fails again
-        del sys.modules[name]
+    for name in set(sys.modules) - before:  # the plugin and the copies it made: loading it again fails again
+        if name.partition(".")[0] in OLD_NAMES or name.startswith(PLUGIN_PREFIX) or name == what:
+            del sys.modules[name]
     raise RenamedImportError(
         f"{what} imports {old!r}, scanlab's name before version 0.2: scanlab installs one name now. "
         "Write `from scanlab import scan_backend, conv_backend, Tolerance, Domain` (README: One name, "
@@ -134,7 +136,7 @@ def _import_module(spec):
         if not path.is_file():
             raise FileNotFoundError(f"no file {spec}")
         # the file's own identity: p1/kernels.py and p2/kernels.py are two modules, not one loaded twice
-        name = f"scanlab_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+        name = f"{PLUGIN_PREFIX}{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
         if name not in sys.modules:
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)

@@ -19,13 +19,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from scanlab.harness.compare import compare  # noqa: E402
-from scanlab.harness.records import load_rows  # noqa: E402
-from scanlab.run_bench import AB_FACTOR  # noqa: E402
+from scanlab.harness.compare import compare
+from scanlab.harness.records import load_rows
+from scanlab.run_bench import AB_FACTOR
 
 INJECTION_POINT = "    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))\n"
 CHANGED = ("regression", "improvement", "broken")

@@ -12,18 +12,13 @@ the README's "What a timed call includes" quotes it.
 """
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from scanlab.harness.cases import DTYPES  # noqa: E402
-from scanlab.harness.inputs import scan_inputs  # noqa: E402
-from scanlab.harness.timing import seconds_per_call  # noqa: E402
-from scanlab.impls import all_scan_backends  # noqa: E402
+from scanlab.harness.cases import DTYPES
+from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.timing import seconds_per_call
+from scanlab.impls import all_scan_backends
 
 SAMPLE_S = 0.02
 

@@ -9,18 +9,13 @@ case's own tensors (a, kv, h; with --gradients also dh, da, dkv). Run in a fresh
 where nothing else holds memory. A benchmark, not a test: the README's "check of a large case" quotes it.
 """
 import argparse
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from scanlab.harness.inputs import scan_inputs  # noqa: E402
-from scanlab.harness.memory import rss_peak_above_start  # noqa: E402
-from scanlab.harness.verify import check_scan, scan_lanes  # noqa: E402
-from scanlab.impls import get_scan_backend  # noqa: E402
+from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.memory import rss_peak_above_start
+from scanlab.harness.verify import check_scan, scan_lanes
+from scanlab.impls import get_scan_backend
 
 
 def main():

@@ -1,11 +1,23 @@
 import os
+import sys
+from pathlib import Path
 
 import triton_interpreter  # noqa: F401  (first: sets TRITON_INTERPRET before any kernel is defined)
 import pytest
 import torch
 from hypothesis import settings
 
+import scanlab
+
 import scanlab.harness.pytest_plugin  # noqa: F401  (registers the profiles: scanlab-dev, quick local runs; scanlab-ci, derandomized)
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+if Path(scanlab.__file__).resolve().parent != CHECKOUT:  # the tests must test this tree, not another install
+    pytest.exit(f"scanlab is imported from {Path(scanlab.__file__).parent}, not this checkout {CHECKOUT}: "
+                "run `pip install -e .` here first", returncode=2)
+# `python -m pytest` puts the checkout first on the path, where its folders would import under their
+# own names (impls, harness) too: a second copy of scanlab's modules
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != CHECKOUT]
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "scanlab-dev"))
 

@@ -109,17 +109,22 @@ def test_a_case_the_limits_refuse_is_never_run(monkeypatch):
     assert case.refusal == "gates a > 0 only"
 
 
-def test_an_impls_older_than_the_checked_once_call_is_timed_through_its_public_call(monkeypatch):
-    """An `ab` BASE from before Backend.kernel: its cases are timed, not broken."""
+def test_an_impls_older_than_the_checked_once_call_is_checked_once_and_its_function_timed(monkeypatch):
+    """An `ab` BASE from before Backend.kernel: its cases are timed, not broken, and like HEAD's
+    without the checks in every timed call."""
     sequential = cases.get_scan_backend("sequential")
+    calls = {"public": 0, "fn": 0}
 
-    class Older:  # what a backend was: callable, with refusal and its metadata, no `kernel`
-        name, differentiable = "older", True
-        calls = 0
+    def fn(a, kv, h0):
+        calls["fn"] += 1
+        return sequential.fn(a, kv, h0)
+
+    class Older:  # what a backend was: callable, with refusal, fn and its metadata, no `kernel`
+        name, kind, differentiable = "older", "scan", True
 
         def __call__(self, a, kv, h0=None):
-            Older.calls += 1
-            return sequential(a, kv, h0)
+            calls["public"] += 1
+            return fn(a, kv, h0)
 
         def refusal(self, *inputs):
             return None
@@ -127,7 +132,21 @@ def test_an_impls_older_than_the_checked_once_call_is_timed_through_its_public_c
         def tolerance(self, dtype):
             return sequential.tolerance(dtype)
 
+    Older.fn = staticmethod(fn)
     monkeypatch.setattr(cases, "get_scan_backend", lambda name: Older())
     case = build(CaseKey(family="scan", backend="older", mode="forward", **SIZES))
+    assert calls == {"public": 1, "fn": 1}
+    for _ in range(3):
+        case.run()
+    assert calls == {"public": 1, "fn": 4} and all(v.passed for v in case.check())
+
+
+@pytest.mark.parametrize("family,backend", [("scan", "native"), ("scan", "chunked"), ("conv", "fft"), ("conv", "direct"),
+                                            ("conv", "fft_fast"), ("dss", "conv:fft"), ("dss", "recurrent:chunked"),
+                                            ("layer", "gate_loop:assoc")])
+def test_every_family_runs_its_forward_and_backward_case(family, backend):
+    """Found in review: binding the kernel before the leaves required grad left a convolution's K[:L]
+    outside the graph, and every conv forward+backward case raised."""
+    case = build(CaseKey(family=family, backend=backend, mode="forward+backward", **SIZES))
     case.run()
-    assert Older.calls == 1 and all(v.passed for v in case.check())
+    assert all(v.passed for v in case.check())

@@ -13,7 +13,7 @@ import pytest
 
 import scanlab
 
-ROOT = Path(scanlab.__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout under test (conftest: scanlab is imported from it)
 PUBLIC = ["scan_backends", "get_scan_backend", "conv_backends", "get_conv_backend", "oracle", "scan_backend",
           "conv_backend", "Tolerance", "Domain", "SimpleGateLoopLayer", "gate_loop_operator", "DSS", "GSS",
           "GatedStateSpacesLM", "dss_forward", "dss_kernel", "dss_recurrent"]
@@ -60,6 +60,17 @@ def _pip_install(python, *args):
                 python.parent)
 
 
+def test_the_package_list_names_every_folder_of_modules():
+    """pyproject.toml lists the packages (the root folder is one): a new folder must be listed, or the
+    wheel ships without it."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = ["scanlab"] + ["scanlab." + ".".join(init.parent.relative_to(ROOT).parts)
+                           for top in ("impls", "harness") for init in (ROOT / top).rglob("__init__.py")]
+    assert sorted(listed) == sorted(found)
+
+
 def test_the_wheel_installs_one_top_level_name_and_every_module(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"scanlab", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
@@ -86,13 +97,14 @@ def test_the_wheel_works_in_a_fresh_environment_outside_the_checkout(wheel, tmp_
         print(sorted({m.__file__.split("/scanlab/")[0] for n, m in sys.modules.items()
                       if n.startswith("scanlab") and getattr(m, "__file__", None)}))
         from scanlab import scan_backend, Tolerance, Domain, get_scan_backend
-        print(get_scan_backend("native").name)
+        from scanlab.harness.machine import code_state
+        print(get_scan_backend("native").name, code_state()["commit"].replace(" ", "-"))
     """)
     done = _run([str(python), "-c", probe], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    file, roots, native = done.stdout.splitlines()
+    file, roots, stamp = done.stdout.splitlines()
     site = str(tmp_path / "venv")
-    assert file.startswith(site) and native == "native"
+    assert file.startswith(site) and stamp.startswith("native scanlab-")  # a version, not some git folder's commit
     assert all(root.startswith(site) for root in eval(roots)), roots  # nothing from the checkout
     listed = _run([str(tmp_path / "venv" / "bin" / "scanlab"), "list"], tmp_path)
     assert listed.returncode == 0 and "native" in listed.stdout, listed.stderr[-2000:]
@@ -106,6 +118,11 @@ def test_an_editable_install_in_a_fresh_environment_imports_the_tree(tree, tmp_p
                 tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [str(tree / "__init__.py"), str(tree / "harness" / "cases.py")]
+    # the pytest plugin's suite, from a checkout whose folder name is no identifier ("scanlab-src"): it
+    # must come in as scanlab.harness.agreement_suite, not under the folders above it
+    suite = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings", "--scanlab-backend",
+                  "sequential", "-k", "float64 and outputs_agree"], tmp_path)
+    assert suite.returncode == 0 and " passed" in suite.stdout, suite.stdout[-3000:]
 
 
 def test_a_copy_of_impls_imported_from_its_own_folder_takes_nothing_from_the_installed_package(tmp_path):
@@ -174,7 +191,7 @@ def project(tmp_path):
     """A research project with packages of its own named `harness` and `impls`, and a kernel."""
     for package in ("harness", "impls"):
         (tmp_path / package).mkdir()
-        (tmp_path / package / "__init__.py").write_text(f"WHO = 'the project'\n")
+        (tmp_path / package / "__init__.py").write_text("WHO = 'the project'\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_own.py").write_text(textwrap.dedent("""
         import sys

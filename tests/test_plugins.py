@@ -189,6 +189,18 @@ def test_a_plugin_written_against_the_old_names_gets_one_clear_error(tmp_path, m
             plugins.load_module(str(module))
     done = _run(["-m", "scanlab.run_bench", "list", "--backend-module", str(module)], dict(os.environ), cwd=tmp_path)
     assert done.returncode == 2 and "from scanlab import scan_backend" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "heavy.py").write_text("import json.tool\nfrom impls.plugins import scan_backend\n")
+    with pytest.raises(plugins.RenamedImportError):
+        plugins.load_module(str(tmp_path / "heavy.py"))
+    import sys
+
+    assert "json.tool" in sys.modules  # what it imported on the way stays: a module is loaded once a process
+    # in a checkout run as a script, the old names import scanlab's own folders a second time: refused too
+    monkeypatch.syspath_prepend(str(ROOT))
+    for _ in range(2):
+        with pytest.raises(plugins.RenamedImportError, match="imports 'impls', scanlab's name before version 0.2"):
+            plugins.load_module(str(module))
+    assert not [name for name in sys.modules if name.partition(".")[0] in ("impls", "harness")]
     (tmp_path / "other.py").write_text("import impls_of_my_own\n")  # any other missing module is not renamed
     with pytest.raises(ModuleNotFoundError, match="impls_of_my_own"):
         plugins.load_module(str(tmp_path / "other.py"))

@@ -204,9 +204,9 @@ def test_a_run_another_process_is_writing_cannot_be_resumed_and_names_its_holder
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from scanlab.harness.records import open_run; "
-        "open_run(sys.argv[2], 'accuracy', {'x': 1}); print('held', flush=True); time.sleep(60)"),
-        str(Path(__file__).resolve().parent.parent), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        "import sys, time; from scanlab.harness.records import open_run; "
+        "open_run(sys.argv[1], 'accuracy', {'x': 1}); print('held', flush=True); time.sleep(60)"),
+        str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(records.RunLocked, match=f"being written by pid {holder.pid} on "):

@@ -211,3 +211,55 @@ def test_a_large_scan_check_adds_less_than_the_case_s_own_tensors_to_the_peak():
     peak = rss_peak_above_start(lambda: verdicts.extend(check_scan(native, a, kv, gradients=False)))
     assert all(v.passed for v in verdicts)
     assert peak <= 3 * a.numel() * a.element_size()  # a, kv and h
+
+
+@pytest.mark.parametrize("name", ["sequential", "assoc", "chunked"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_a_correct_backend_passes_a_sampled_check_gradients_included(monkeypatch, name, dtype):
+    monkeypatch.setattr(verify, "WHOLE_CHECK_ELEMENTS", 0)
+    monkeypatch.setattr(verify, "CHECK_FRACTION", 1 / 4)
+    a, kv, h0 = scan_inputs(2, 33, 12, dtype, seed=4)
+    verdicts = check_scan(get_scan_backend(name), a, kv, h0, gradients=True)
+    assert all(v.passed for v in verdicts), verdicts
+    assert {v.quantity for v in verdicts} >= {"h, h_last: every lane finite", "grad_a: zero on every lane not judged",
+                                             "grad_h0: zero on every lane not judged"}
+
+
+class _LeakyGradient(torch.autograd.Function):
+    """The identity forward; backward, channel `to` also gets 1e-3 of channel 0's gradient."""
+
+    @staticmethod
+    def forward(ctx, h, to):
+        ctx.to = to
+        return h.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        leaked = grad.clone()
+        leaked[..., ctx.to] += 1e-3 * grad[..., 0]
+        return leaked, None
+
+
+def test_a_sampled_check_fails_nan_on_a_lane_it_does_not_judge_and_a_gradient_that_leaks_into_one(monkeypatch):
+    monkeypatch.setattr(verify, "WHOLE_CHECK_ELEMENTS", 0)
+    monkeypatch.setattr(verify, "CHECK_FRACTION", 1 / 4)
+    a, kv, _ = scan_inputs(1, 16, 16, torch.float64, seed=3, with_h0=False)
+    lanes = scan_lanes(1, 16, 16).tolist()
+    skipped = next(lane for lane in range(16) if lane not in lanes)
+    sequential = get_scan_backend("sequential")
+
+    def nan_there(a, kv, h0):
+        h, h_last = sequential(a, kv, h0)
+        h = h.clone()
+        h[..., skipped] = float("nan")
+        return h, h_last
+
+    def leaky(a, kv, h0):
+        h, h_last = sequential(a, kv, h0)
+        return _LeakyGradient.apply(h, skipped), h_last  # into a lane the check does not judge
+    tolerance = ((torch.float64, Tolerance(1e-10, 1e-12, 1e-10)),)
+    failed = lambda fn, gradients: {v.quantity for v in check_scan(
+        ScanBackend(name="wrong", kind="scan", fn=fn, declared_tolerances=tolerance), a, kv, gradients=gradients)
+        if not v.passed}
+    assert failed(nan_there, False) == {"h, h_last: every lane finite"}
+    assert failed(leaky, True) == {"grad_a: zero on every lane not judged", "grad_kv: zero on every lane not judged"}

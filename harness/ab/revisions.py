@@ -2,8 +2,8 @@
 
 `git archive REV impls` into a cache folder keyed by the full commit: nothing in the repository
 changes (no worktree to prune after a kill), and a second `ab` of the same revision reuses the
-folder and numba's on-disk cache inside it. The worker imports it through a folder holding a
-single link, `impls`, put first on its path, so that `harness` stays HEAD's."""
+folder and numba's on-disk cache inside it. The worker imports it as `scanlab.impls` (worker.SideImpls),
+under HEAD's `scanlab.harness`."""
 import hashlib
 import io
 import os
@@ -28,7 +28,7 @@ class Side:
     revision: str  # as the user gave it
     commit: str  # full hash; for the working tree, HEAD's
     dirty: bool  # the working tree with uncommitted changes
-    impls: Path  # the tree imported as `impls`
+    impls: Path  # the tree imported as `scanlab.impls`
 
     @property
     def tree_digest(self):
