@@ -122,6 +122,12 @@ def scan_lanes(batch, length, channels):
 _REFERENCES = {}
 
 
+def layout_arguments(reverse, cu_seqlens):
+    """reverse= and cu_seqlens= for a backend or the oracle, only where asked: an `impls/` older
+    than them (an `ab` BASE) takes the dense call as it always did."""
+    return {**({"reverse": True} if reverse else {}), **({"cu_seqlens": cu_seqlens} if cu_seqlens is not None else {})}
+
+
 def _lane_chunks(channels, batch, length):
     step = max(1, ORACLE_CHUNK_ELEMENTS // max(1, batch * length))
     return [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
@@ -158,8 +164,8 @@ def scan_reference(a, kv, h0, gradients, seed, reverse=False, cu_seqlens=None):
     lanes = scan_lanes(*a.shape)
     a, kv = (t.detach()[..., lanes].cpu() for t in (a, kv))  # (b l judged)
     h0 = None if h0 is None else h0.detach()[:, lanes].cpu()  # (b judged)
-    layout = {"reverse": reverse, "cu_seqlens": None if cu_seqlens is None else cu_seqlens.cpu()}
-    key = (_fingerprint(a, kv, h0, layout["cu_seqlens"]), gradients, seed, reverse)
+    layout = layout_arguments(reverse, None if cu_seqlens is None else cu_seqlens.cpu())
+    key = (_fingerprint(a, kv, h0, layout.get("cu_seqlens")), gradients, seed, reverse)
     if key not in _REFERENCES:
         _REFERENCES.clear()  # one entry: the group being checked
         complex_ = a.is_complex()
@@ -196,9 +202,7 @@ def check_scan(backend, a, kv, h0=None, gradients=True, seed=1234, reverse=False
     # no copies of the case's inputs (a large case has no room for them): fresh leaves on their storage
     inputs = [t.detach().requires_grad_(gradients) if t is not None else None for t in (a, kv, h0)]
     with torch.set_grad_enabled(gradients):
-        # the layout's arguments only when asked: an `ab` BASE older than them takes the dense call
-        layout = {**({"reverse": True} if reverse else {}), **({"cu_seqlens": cu_seqlens} if cu_seqlens is not None else {})}
-        h, h_last = backend(*inputs, **layout)
+        h, h_last = backend(*inputs, **layout_arguments(reverse, cu_seqlens))
     verdicts = [judge_output("h", h.detach()[..., lanes].cpu(), ref, scale, tol),
                 judge_output("h_last", h_last.detach()[:, lanes].cpu(), ref_last, scale_last, tol)]
     # the lanes a sample leaves out still answer two questions that cost no oracle: from finite inputs

@@ -10,6 +10,7 @@ import pytest
 from scanlab import run_bench
 from scanlab.harness.ab.revisions import WORKING_TREE, RevisionError, resolve
 from scanlab.harness.ab.sides import SideUnmeasurable, Worker
+from scanlab.harness.case_key import CaseKey
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = "impls/scan/__init__.py"
@@ -193,3 +194,26 @@ def test_fewer_rounds_than_the_test_can_decide_on_are_refused(repo, tmp_path):
 
 def _ab_raising(repo, reports, *flags):
     return run_bench.main(["ab", "base", "base", "--repo", str(repo), "--reports", str(reports), *flags])
+
+
+def test_heads_harness_checks_and_times_the_ci_baseline_revision(monkeypatch):
+    """CI's `ab` step measures baseline/REV's impls/ under this harness: found when the oracle was
+    given the layout arguments on every call, which that older oracle does not take, and every BASE
+    case raised."""
+    revision = (ROOT / "baseline" / "REV").read_text().strip()
+    if subprocess.run(["git", "cat-file", "-e", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip(f"baseline/REV {revision[:12]} is not in this clone's history")
+    # the user's cache, as CI's `ab` step uses it: the numba compiles paid here are not paid there again
+    monkeypatch.delenv("SCANLAB_AB_CACHE")
+    side = resolve("base", revision, ROOT)
+    worker = Worker(side, side.impls)
+    try:
+        for backend in ("sequential",):  # native would add its kernels' compile (numba) to the test's time
+            key = CaseKey(family="scan", backend=backend, mode="forward", device="cpu", dtype="float32",
+                          B=1, L=33, D=4, N=0)
+            answer = worker.prepare(backend, key.as_row())
+            assert answer["ok"], answer
+            assert answer["verdicts"] and all(v["passed"] for v in answer["verdicts"]), answer["verdicts"]
+            assert worker.request("time", name=backend, number=2)["seconds"] > 0
+    finally:
+        worker.close()
