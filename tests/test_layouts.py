@@ -4,31 +4,21 @@ oracle, which scans each sequence on its own; the oracle against worked numbers;
 The properties live in harness/layout_agreement.py, which the pytest plugin runs on a user's backend."""
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from scanlab import get_scan_backend, oracle
-from scanlab.harness import agreement, layout_agreement
+from scanlab.harness import layout_agreement
 from scanlab.harness.verify import check_scan
 from scanlab.impls import layouts
 from scanlab.impls.backend import ScanBackend
-from scan_params import BACKENDS, backend_dtype_params
+from scan_params import BACKENDS, property_test
 
 # the layouts' own arithmetic is dtype-independent: a real and a complex dtype in full precision, and
 # float32 where the backends' tolerances are widest
 DTYPES = (torch.float32, torch.float64, torch.complex128)
-PARAMS = [p for p in backend_dtype_params() if p.values[1] in DTYPES]
 
 
 def _property(check):
-    @pytest.mark.parametrize("backend,dtype", PARAMS)
-    @settings(max_examples=10)
-    @given(data=st.data())
-    def test(backend, dtype, data):
-        agreement.check_property(check, backend, dtype, data)
-
-    test.__doc__ = check.__doc__
-    return test
+    return property_test(check, DTYPES, max_examples=10)
 
 
 test_packed_sequences_agree_with_oracle = _property(layout_agreement.packed_sequences_agree_with_oracle)

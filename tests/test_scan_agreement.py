@@ -3,31 +3,18 @@
 The properties live in harness/agreement.py, which the pytest plugin runs on a user's own backend."""
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from scanlab.harness import agreement
 from scanlab.harness.inputs import scan_inputs
 from scanlab.harness.verify import check_scan, scan_references
-from scan_params import BACKENDS, backend_dtype_params
+from scan_params import BACKENDS, property_test
 
-
-def _property(check):
-    @pytest.mark.parametrize("backend,dtype", backend_dtype_params())
-    @given(data=st.data())
-    def test(backend, dtype, data):
-        agreement.check_property(check, backend, dtype, data)
-
-    test.__doc__ = check.__doc__
-    return test
-
-
-test_outputs_agree_with_oracle = _property(agreement.outputs_agree_with_oracle)
-test_gradients_agree_with_oracle = _property(agreement.gradients_agree_with_oracle)
-test_continuation_at_every_split = _property(agreement.continuation_at_every_split)
-test_unit_gates_give_cumulative_sum = _property(agreement.unit_gates_give_cumulative_sum)
-test_zero_gates_give_inputs = _property(agreement.zero_gates_give_inputs)
-test_linear_in_kv = _property(agreement.linear_in_kv)
+test_outputs_agree_with_oracle = property_test(agreement.outputs_agree_with_oracle)
+test_gradients_agree_with_oracle = property_test(agreement.gradients_agree_with_oracle)
+test_continuation_at_every_split = property_test(agreement.continuation_at_every_split)
+test_unit_gates_give_cumulative_sum = property_test(agreement.unit_gates_give_cumulative_sum)
+test_zero_gates_give_inputs = property_test(agreement.zero_gates_give_inputs)
+test_linear_in_kv = property_test(agreement.linear_in_kv)
 
 
 @pytest.mark.parametrize("name", [n for n in ("assoc", "chunked", "torch_hop", "jax_assoc") if n in BACKENDS])
