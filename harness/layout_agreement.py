@@ -55,7 +55,7 @@ def packed_sequences_agree_with_oracle(backend, dtype, data):
 def packed_equals_each_sequence_alone(backend, dtype, data):
     """The packed call equals the backend's own dense call on each sequence from its h0[i]."""
     a, kv, h0, cu_seqlens, where = _packed_inputs(backend, dtype, data)
-    if not _in_domain(backend, a, cu_seqlens):
+    if not _in_domain(backend, a, cu_seqlens, scan_references(a, kv, h0, False, cu_seqlens=cu_seqlens)):
         return
     h, h_last = backend(a, kv, h0, cu_seqlens=cu_seqlens)
     tol = backend.tolerance(dtype)
@@ -82,17 +82,21 @@ def a_nonfinite_input_stays_in_its_sequence(backend, dtype, data):
     """A NaN or inf in one sequence reaches no state of another, forward or reverse."""
     a, kv, h0, cu_seqlens, where = _packed_inputs(backend, dtype, data)
     spans = [(s, e) for s, e in sequences(cu_seqlens) if e > s]
-    if len(spans) < 2 or not _in_domain(backend, a, cu_seqlens):
+    if len(spans) < 2 or not _in_domain(backend, a, cu_seqlens, scan_references(a, kv, h0, False, cu_seqlens=cu_seqlens)):
         return
     reverse = data.draw(st.booleans(), label="reverse")
     spoiled = data.draw(st.integers(0, len(spans) - 1), label="spoiled sequence")
     start, end = spans[spoiled]
     step = data.draw(st.integers(start, end - 1), label="step")
     value = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")]), label="value")
+    where_spoilt = data.draw(st.sampled_from(["kv", "a"] + (["h0"] if h0 is not None else [])), label="spoilt")
     clean_h, clean_last = backend(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)
-    spoilt = kv.clone()
-    spoilt[0, step, 0] = value
-    h, h_last = backend(a, spoilt, h0, reverse=reverse, cu_seqlens=cu_seqlens)
+    spoilt = {"a": a.clone(), "kv": kv.clone(), "h0": None if h0 is None else h0.clone()}
+    if where_spoilt == "h0":
+        spoilt["h0"][[i for i, span in enumerate(sequences(cu_seqlens)) if span == (start, end)][0], 0] = value
+    else:
+        spoilt[where_spoilt][0, step, 0] = value
+    h, h_last = backend(spoilt["a"], spoilt["kv"], spoilt["h0"], reverse=reverse, cu_seqlens=cu_seqlens)
     others = torch.ones(a.shape[1], dtype=torch.bool)
     others[start:end] = False
     index = [i for i, span in enumerate(sequences(cu_seqlens)) if span != (start, end)]
@@ -105,7 +109,7 @@ def a_nonfinite_input_stays_in_its_sequence(backend, dtype, data):
     verdicts = [judge_output("h", h[0, others], clean_h[0, others].to(wide), scale[0, others], doubled),
                 judge_output("h_last", h_last[index], clean_last[index].to(wide), scale_last[index], doubled)]
     assert all(v.passed for v in verdicts), _failed(backend, dtype, verdicts,
-                                                    where + f", a {value} at step {step}, reverse={reverse}")
+                                                    where + f", a {value} in {where_spoilt} (step {step}), reverse={reverse}")
 
 
 def reverse_is_flip_scan_flip(backend, dtype, data):

@@ -45,6 +45,9 @@ class Backend:
     # the layouts its fn runs itself (layouts.REVERSE, layouts.VARLEN: fn takes reverse=, cu_seqlens=);
     # the others go through impls/layouts.py's exact adapters
     native_layouts: tuple = ()
+    # a zero gate gives exactly zero (False: a log-space backend clamps it to the dtype's tiny), which
+    # the varlen adapter's one-pass path needs
+    exact_zero_gates: bool = True
 
     def __repr__(self):  # what a failing test prints as its falsifying example
         return f"<{self.kind} backend {self.name!r} from {self.origin}>"
@@ -120,7 +123,7 @@ class ScanBackend(Backend):
                                             f"the varlen adapter (a zero gate at each sequence's first step): {why}")
         if not a.numel():
             return self._empty(a, kv, h0, cu_seqlens)
-        fn = layouts.layout_call(self.fn, self.native_layouts, reverse, cu_seqlens)
+        fn = layouts.layout_call(self.fn, self.native_layouts, reverse, cu_seqlens, self._refuse, self.exact_zero_gates)
         return lambda: fn(a, kv, h0)
 
     @staticmethod

@@ -10,8 +10,10 @@ Reverse is flip, scan, flip back: exact, and autograd flips the gradients back. 
 scan in which each sequence's first step gets a zero gate and h0[i] folded into its input,
 kv'_s = kv_s + a_s * h0[i]: exact for finite inputs, and autograd maps the gradients back
 (dL/da_s = dL/dkv'_s * conj(h0[i]), dL/dh0[i] = dL/dkv'_s * conj(a_s)). A NaN or inf state times a
-zero gate is still NaN, so inputs that are not all finite are scanned sequence by sequence: a
-sequence never reaches another.
+zero gate is still NaN, so inputs that are not all finite, or states that overflow, are scanned
+sequence by sequence: no value of one sequence reaches another. Not guarded: a gradient, whose
+adjoint runs the other way, that overflows inside one sequence reaches the one before it through
+the zero gate (NaN there, never a wrong finite number).
 """
 import torch
 
@@ -57,20 +59,27 @@ def reverse_adapter(scan):
     return reversed_scan
 
 
-def varlen_adapter(dense):
-    """Packed sequences through a dense `dense(a, kv, h0) -> (h, h_last)` (module docstring)."""
+def varlen_adapter(dense, refuse=None, exact_zero_gates=True):
+    """Packed sequences through a dense `dense(a, kv, h0) -> (h, h_last)` (module docstring).
+    `refuse(a, kv, h0)` raises for a sequence the backend's limits refuse (the sequence-by-sequence
+    path hands it each sequence alone); `exact_zero_gates=False`: the backend does not compute a zero
+    gate exactly (a log-space one clamps it to the dtype's tiny, which lets tiny * h through), so
+    every call goes sequence by sequence."""
     def varlen_scan(a, kv, h0, cu_seqlens):
         spans = sequences(cu_seqlens)
         count, channels = len(spans), a.shape[2]
         start = h0 if h0 is not None else a.new_zeros(count, channels)  # (n d)
-        if not all(bool(torch.isfinite(t).all()) for t in (a, kv, start)):
-            return _one_by_one(dense, a, kv, h0, spans, start)
+        one_by_one = lambda: _one_by_one(dense, a, kv, h0, spans, start, refuse)
+        if not exact_zero_gates or not all(bool(torch.isfinite(t).all()) for t in (a, kv, start)):
+            return one_by_one()
         used = torch.tensor([i for i, (s, e) in enumerate(spans) if e > s], dtype=torch.long, device=a.device)
         firsts = cu_seqlens[:-1].long()[used]
         cut = boundary_gates(a, cu_seqlens)
         if h0 is not None:
             kv = kv.index_add(1, firsts, a[:, firsts] * h0[used][None])  # h0[i] folded into each first step
         h, _ = dense(cut, kv, None)
+        if not bool(torch.isfinite(h).all()):  # a state overflowed: inf times the next zero gate is NaN
+            return one_by_one()
         ends = (cu_seqlens[1:].long() - 1).clamp_min(0)
         empty = (cu_seqlens[1:] == cu_seqlens[:-1])[:, None]  # (n 1)
         return h, torch.where(empty, start, h[0, ends])
@@ -85,22 +94,26 @@ def boundary_gates(a, cu_seqlens):
     return torch.where(boundary[None, :, None], torch.zeros((), dtype=a.dtype, device=a.device), a)  # (1 l d)
 
 
-def _one_by_one(dense, a, kv, h0, spans, start):
+def _one_by_one(dense, a, kv, h0, spans, start, refuse=None):
     states, lasts = [], []
     for i, (s, e) in enumerate(spans):
         if e == s:
             lasts.append(start[i].clone())
             continue
-        h, h_last = dense(a[:, s:e], kv[:, s:e], None if h0 is None else h0[i:i + 1])
+        first = None if h0 is None else h0[i:i + 1]
+        if refuse is not None:
+            refuse(a[:, s:e], kv[:, s:e], first)
+        h, h_last = dense(a[:, s:e], kv[:, s:e], first)
         states.append(h)
         lasts.append(h_last[0])
     h = torch.cat(states, dim=1) if states else a * kv
     return h, torch.stack(lasts) if lasts else start[:0]
 
 
-def layout_call(fn, native, reverse, cu_seqlens):
+def layout_call(fn, native, reverse, cu_seqlens, refuse=None, exact_zero_gates=True):
     """fn(a, kv, h0) for the layout asked: the backend's own path when it declares every part of it
-    native (`native`: REVERSE, VARLEN), else the adapters around its dense (or native varlen) path."""
+    native (`native`: REVERSE, VARLEN), else the adapters around its dense (or native varlen) path
+    (`refuse`, `exact_zero_gates`: as varlen_adapter takes them)."""
     wanted = {REVERSE} if reverse else set()
     wanted |= {VARLEN} if cu_seqlens is not None else set()
     if not wanted:
@@ -111,7 +124,7 @@ def layout_call(fn, native, reverse, cu_seqlens):
     if VARLEN in native:
         forward = lambda a, kv, h0, cu=None: fn(a, kv, h0, **({} if cu is None else {"cu_seqlens": cu}))
     else:
-        varlen = varlen_adapter(fn)
+        varlen = varlen_adapter(fn, refuse, exact_zero_gates)
         forward = lambda a, kv, h0, cu=None: fn(a, kv, h0) if cu is None else varlen(a, kv, h0, cu)
     run = reverse_adapter(forward) if reverse else forward
     return lambda a, kv, h0: run(a, kv, h0, cu_seqlens)

@@ -60,8 +60,8 @@ def test_an_adapter_that_drops_a_sequences_h0_is_caught_by_the_check(monkeypatch
     """The check can fail: an adapter that forgets to fold h0[i] into each sequence's first step."""
     real = layouts.varlen_adapter
 
-    def forgetful(dense):
-        scan = real(dense)
+    def forgetful(dense, *args):
+        scan = real(dense, *args)
         return lambda a, kv, h0, cu_seqlens: scan(a, kv, None, cu_seqlens)
     monkeypatch.setattr(layouts, "varlen_adapter", forgetful)
     verdicts = check_scan(get_scan_backend("assoc"), A, KV, H0, gradients=True, cu_seqlens=CU)
@@ -140,3 +140,45 @@ def test_a_plugin_declares_its_native_layouts_and_nothing_else():
     with pytest.raises(ValueError, match="native_layouts: mine declares \\['sideways'\\]"):
         scan_backend("mine", get_scan_backend("sequential").fn, tolerances=promise, dtypes=(torch.float64,),
                      native_layouts=("sideways",))
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_a_state_that_overflows_in_one_sequence_reaches_no_other(name):
+    """Found in review: finite inputs whose states overflow took the adapter's one-pass path, where
+    inf times the next sequence's zero gate is NaN (chunked, native, jax_scan gave NaN there)."""
+    backend = BACKENDS[name]
+    if torch.float64 not in backend.dtypes:
+        pytest.skip(f"{name} does not take float64")
+    a = torch.tensor([1e200, 1e200, 1e200, 0.5], dtype=torch.float64).reshape(1, 4, 1)
+    kv = torch.ones(1, 4, 1, dtype=torch.float64)
+    for reverse, cu in ((False, torch.tensor([0, 3, 4])), (True, torch.tensor([0, 1, 4]))):
+        flipped = a.flip(1) if reverse else a
+        h, h_last = backend(flipped, kv, None, reverse=reverse, cu_seqlens=cu)
+        lone = 0 if reverse else 3  # the one-step sequence: h = 0.5 * 0 + 1
+        assert h[0, lone, 0].item() == 1.0 and h_last[0 if reverse else 1, 0].item() == 1.0
+
+
+def test_a_log_space_backend_goes_sequence_by_sequence():
+    """Found in review: heinsen clamps a zero gate to the dtype's tiny, so tiny * 1e300 = 2e-8 of one
+    sequence's state reached the next (2225x its tolerance in float64)."""
+    a = torch.tensor([1.0, 1e300, 0.5, 0.9], dtype=torch.float64).reshape(1, 4, 1)
+    kv = torch.ones(1, 4, 1, dtype=torch.float64)
+    verdicts = check_scan(get_scan_backend("heinsen"), a, kv, None, gradients=True, cu_seqlens=torch.tensor([0, 2, 4]))
+    assert all(v.passed for v in verdicts), verdicts
+
+
+def test_the_sequence_by_sequence_path_asks_the_backends_limits_of_each_sequence():
+    """A kernel for power-of-two lengths only: the whole row of 8 is one, its sequences of 3 and 5 are not."""
+    from scanlab.impls.backend import UnsupportedInputError
+
+    limited = ScanBackend(name="pow2", kind="scan", fn=get_scan_backend("sequential").fn,
+                          limits=lambda a, kv, h0: None if a.shape[1] & (a.shape[1] - 1) == 0 else "L a power of two")
+    kv = torch.ones(1, 8, 1)
+    kv[0, 4, 0] = float("nan")  # non-finite: the adapter goes sequence by sequence
+    with pytest.raises(UnsupportedInputError, match="L a power of two"):
+        limited(torch.full((1, 8, 1), 0.5), kv, None, cu_seqlens=torch.tensor([0, 3, 8]))
+
+
+def test_the_oracle_refuses_bad_offsets_by_name():
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0 and end at L = 5"):
+        oracle(A, KV, None, cu_seqlens=torch.tensor([0, 2, 4]))

@@ -21,7 +21,7 @@ import torch
 from numba import njit, prange
 
 from ..double_double import cdd_add, cdd_mul
-from ..layouts import sequences
+from ..layouts import check_cu_seqlens, sequences
 
 
 @njit(parallel=True, cache=True)
@@ -114,6 +114,7 @@ def oracle(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
     h0 = None if h0 is None else h0.to(wide)
     if cu_seqlens is None:
         return _dense(a, kv, h0, reverse)
+    check_cu_seqlens(cu_seqlens, a, kv)
     states, lasts = [], []
     for i, (start, end) in enumerate(sequences(cu_seqlens)):
         first = None if h0 is None else h0[i:i + 1]  # (1 d)
@@ -131,7 +132,7 @@ def _dense(a, kv, h0, reverse):
     if a.shape[1] == 0:
         batch, _, channels = a.shape
         wide = a.dtype
-        return a.new_empty(a.shape), torch.zeros(batch, channels, dtype=wide, device=a.device) if h0 is None else h0
+        return a.new_empty(a.shape), torch.zeros(batch, channels, dtype=wide, device=a.device) if h0 is None else h0.clone()
     if reverse:
         h, h_last = _Oracle.apply(a.flip(1), kv.flip(1), h0)
         return h.flip(1), h_last
