@@ -14,6 +14,7 @@
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -39,10 +40,11 @@ ROOT = Path(__file__).resolve().parent
 # scanlab is installed from a wheel (its folder is site-packages)
 HOME = ROOT if (ROOT / "pyproject.toml").is_file() else Path.cwd()
 # ab's defaults, chosen from tests/ab_power.py's measurement on this 2-core machine (README: CI): the
-# factor a median paired ratio must pass, the rounds (least, most), and the round budget over the
-# preset's (both sides are timed in each round)
+# factor a paired ratio must pass, the workers per side, the rounds (least, most), and the round budget
+# over the preset's (both sides are timed in each round)
 AB_FACTOR = 1.1
-AB_ROUNDS = (12, 24)
+AB_PROCESSES = 4
+AB_ROUNDS = (32, 64)
 AB_BUDGET_SCALE = 2.0
 
 
@@ -153,7 +155,8 @@ def _perf_flags(parser, after_command=False):
     add("--modes", default=default(None), type=_list_of(str, _known(sweeps.MODES, "mode")),
         help="forward,forward+backward")
     add("--rounds", default=default(None), type=_positive_int,
-        help="interleaved timing rounds (exactly this many unless --max-rounds is given)")
+        help="interleaved timing rounds (exactly this many unless --max-rounds is given; ab rounds both up "
+             "to whole cycles of its --processes)")
     add("--max-rounds", default=default(None), type=_positive_int,
         help="more rounds, up to this many, while a case's IQR is 10%% of its median or more")
     add("--no-memory", action="store_true", default=default(False), help="skip peak-memory measurement")
@@ -196,18 +199,24 @@ def build_parser():
                                                             "(the local executor always waits)")
     ab = commands.add_parser("ab", help="time two revisions in one interleaved run; exit 1 on a broken or slower case",
                              description="BASE and HEAD are git revisions; HEAD defaults to the working tree, "
-                                         "uncommitted changes included. HEAD's harness measures each side's impls/ in a "
-                                         "worker of its own, the sides alternating round by round on the same cases; "
-                                         "each case's verdict comes from its paired per-round ratios.")
+                                         "uncommitted changes included. HEAD's harness measures each side's impls/ in K "
+                                         "workers of its own, the sides alternating round by round on the same cases; "
+                                         "each case's verdict comes from its paired per-round ratios, judged over "
+                                         "the K worker pairs.")
     ab.add_argument("base_revision", metavar="BASE", help="git revision measured as BASE")
     ab.add_argument("head_revision", metavar="HEAD", nargs="?", default=None,
                     help="git revision measured as HEAD (default: the working tree as it is)")
     _sweep_flags(ab, after_command=True)
     _perf_flags(ab, after_command=True)
     ab.add_argument("--factor", type=float, default=None,
-                    help=f"median paired ratio above which a clear slowdown is a regression (default {AB_FACTOR})")
+                    help=f"paired ratio above which a clear slowdown is a regression (default {AB_FACTOR})")
     ab.add_argument("--allow-missing", type=_list_of(str), default=[], metavar="NAMES",
                     help="backends whose cases may be missing from HEAD (a deliberate removal); listed as accepted")
+    ab.add_argument("--processes", type=_positive_int, default=AB_PROCESSES, metavar="K",
+                    help=f"workers per side; round r runs on the (r mod K)-th of each, and each case is judged over "
+                         f"the K worker pairs, since two processes of the same code can differ by 20%% (default "
+                         f"{AB_PROCESSES}; rounds are rounded up to whole cycles of K; 1: judged over rounds, "
+                         f"assuming the two processes run alike)")
     ab.add_argument("--out", help="also write the markdown summary here")
     ab.add_argument("--repo", default=str(HOME), help="the git checkout whose revisions are measured (default: this one)")
     report = commands.add_parser("report", help="render tables and plots from stored records")
@@ -464,11 +473,13 @@ def cmd_compare(args):
 
 
 def cmd_ab(args, device):
+    from dataclasses import replace
+
     from scanlab.harness.ab.revisions import WORKING_TREE, RevisionError, resolve
     from scanlab.harness.ab.runner import run_ab
     from scanlab.harness.ab.sides import Worker
     from scanlab.harness.ab.paired import ALPHA, MIN_PAIRED_ROUNDS
-    from scanlab.harness.compare import CompareError, summary_markdown
+    from scanlab.harness.compare import REFERENCES, CompareError, summary_markdown
     from scanlab.harness.records import atomic_write_text
 
     if not args.shard.whole or args.skip_complete:
@@ -478,8 +489,15 @@ def cmd_ab(args, device):
     if not (math.isfinite(factor) and factor > 1):
         raise UserError(f"ab: --factor must be a finite number > 1, got {factor}")
     plan, rounds = perf_plan(args, ab=True)
-    if rounds.least < MIN_PAIRED_ROUNDS:
-        raise UserError(f"ab: --rounds {rounds.least}: below {MIN_PAIRED_ROUNDS} paired rounds the signed-rank test "
+    count = args.processes
+    rounds = replace(rounds, least=math.ceil(rounds.least / count) * count, most=math.ceil(rounds.most / count) * count)
+    if (rounds.least, rounds.most) != (args.rounds or rounds.least, args.max_rounds or rounds.most):
+        print(f"ab: {rounds.least} to {rounds.most} rounds: whole cycles of the {count} worker pairs")
+    if count == 2:
+        print("ab: with 2 workers a side the test over worker pairs has 1 degree of freedom: only a change "
+              "that every round agrees on closely can be called (3 or more a side is the useful least)")
+    if count == 1 and rounds.least < MIN_PAIRED_ROUNDS:
+        raise UserError(f"ab: --rounds {rounds.least} with --processes 1: below {MIN_PAIRED_ROUNDS} paired rounds the signed-rank test "
                         f"cannot reach p < {ALPHA} even when every round is slower, so no regression could be called")
     try:
         sides = {"base": resolve("base", args.base_revision, args.repo),
@@ -488,8 +506,8 @@ def cmd_ab(args, device):
         raise UserError(f"ab: {error}") from None
     print(f"ab: BASE = {sides['base'].label}\n    HEAD = {sides['head'].label}")
     modules = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.backend_module or ()]
-    workers = {name: Worker(side, side.impls, args.threads, modules, args.case_timeout or CASE_TIMEOUT_S)
-               for name, side in sides.items()}
+    workers = {name: [Worker(side, side.impls, args.threads, modules, args.case_timeout or CASE_TIMEOUT_S)
+                      for _ in range(count)] for name, side in sides.items()}
     try:
         chosen = sweeps.preset(args.preset)
         comparison, runs, unmeasurable = run_ab(plan, device, args.reports, sides, workers, rounds,
@@ -501,7 +519,7 @@ def cmd_ab(args, device):
     except RunLocked as held:
         raise UserError(f"ab: {held}") from None
     finally:
-        for worker in workers.values():
+        for worker in (w for pool in workers.values() for w in pool):
             worker.close()
     text = summary_markdown(comparison)
     print(text)
@@ -509,12 +527,18 @@ def cmd_ab(args, device):
         print(f"{name} records: {', '.join(str(run.rows_path) for run in side_runs)}")
     if args.out:
         atomic_write_text(args.out, text)
-    status = sweep_status([row for run in runs["head"] for row in run.rows], args.allow_failures)
+    head_rows = [row for run in runs["head"] for row in run.rows]
+    status = sweep_status(head_rows, args.allow_failures)
+    crashed = sorted({f"{r['backend']} {r['mode']} L={r['L']}: {r['note'][:160]}" for r in head_rows
+                      if r["metric"] == "time_s" and r["value"] is None and r["backend"] not in REFERENCES
+                      and re.match(r"(in worker \d+ of \d+: )?(crashed|raised)", r["note"] or "")})
+    for line in crashed:  # whatever BASE did: a kernel of HEAD's that raises or kills its worker fails the gate
+        print(f"ab FAILED: HEAD raised or crashed on {line}")
     for name, why in unmeasurable.items():  # a gate that compared nothing must not pass
         print(f"ab FAILED: {name.upper()} ({sides[name].label}) could not be measured: {why}")
     if not comparison.compared:
         print("ab FAILED: no backend case was timed on both sides: nothing was compared")
-    return 1 if comparison.regressions or unmeasurable or not comparison.compared else status
+    return 1 if comparison.regressions or unmeasurable or crashed or not comparison.compared else status
 
 
 def cmd_import(args):

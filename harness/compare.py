@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from .ab import paired
 from .ab.paired import paired_verdict
 from .case_key import RECORD_KEY
 
@@ -68,6 +69,7 @@ class Comparison:
     metric: str  # time_s, or floor_multiple across machines
     factor: float
     allowed: tuple = ()  # the --allow-missing names
+    blocks: int = 0  # paired (ab): the worker pairs each case was judged over (1: judged over rounds)
 
     @property
     def regressions(self):
@@ -124,12 +126,13 @@ def missing_reasons(new_rows, missing):
     return reasons
 
 
-def compare(base_rows, new_rows, factor=1.1, on="auto", allow_missing=(), paired=False):
+def compare(base_rows, new_rows, factor=1.1, on="auto", allow_missing=(), paired=False, blocks=1):
     """The comparison of NEW against BASE on `on`: "time", "floor" (x floor), or "auto": time on one
     machine, x floor across two. Fails closed: a BASE case with no record in NEW is broken (a backend
     that vanished, was skipped, crashed or was renamed), unless its backend is in `allow_missing`.
     `paired`: both sides were timed in the same rounds (`ab`), and each case is judged on its
-    per-round ratios (ab/paired.py) instead of as two independent samples."""
+    per-round ratios (ab/paired.py) instead of as two independent samples; round r on worker pair
+    r mod `blocks`."""
     if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 1):
         raise CompareError(f"factor must be a finite number > 1, got {factor}")
     if on not in ("auto", *ON):
@@ -152,7 +155,7 @@ def compare(base_rows, new_rows, factor=1.1, on="auto", allow_missing=(), paired
         elif not timed_base:
             verdict = Verdict("fixed", math.nan, math.nan)
         elif paired:
-            pair = paired_verdict(_samples(r.samples_base), _samples(r.samples_new), factor)
+            pair = paired_verdict(_samples(r.samples_base), _samples(r.samples_new), factor, blocks=blocks)
             rows.append({**record, "ratio": pair.ratio, "ratio_lo": pair.lo, "ratio_hi": pair.hi,
                          "p_value": pair.p_value, "verdict": pair.verdict})
             continue
@@ -171,7 +174,15 @@ def compare(base_rows, new_rows, factor=1.1, on="auto", allow_missing=(), paired
                      "verdict": "broken"})
     columns = KEY + [f"{c}_{side}" for side in ("base", "new") for c in ("time", "note", "value", "lo", "hi", "samples")]
     table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns + ["ratio", "p_value", "verdict"])
-    return Comparison(table, gone[accepted][KEY], only(new, base)[KEY], metric, factor, tuple(allow_missing))
+    return Comparison(table, gone[accepted][KEY], only(new, base)[KEY], metric, factor, tuple(allow_missing),
+                      blocks if paired else 0)
+
+
+def _paired_note(blocks):
+    if blocks > 1:
+        return (f", paired rounds judged over {blocks} worker pairs (ratio: geometric mean over the pairs, 95% t "
+                f"interval; regression: t-test p < {paired.BLOCK_ALPHA})")
+    return f", paired rounds (ratio: median, 95% interval; regression: signed-rank p < {paired.ALPHA})" if blocks else ""
 
 
 VERDICTS = ("broken", "regression", "improvement", "noise", "same", "fixed", "failing")
@@ -188,7 +199,7 @@ def summary_markdown(comparison):
     table, shown_metric = comparison.table, {"time_s": "time (s)", "floor_multiple": "x floor"}[comparison.metric]
     counts = table["verdict"].value_counts().to_dict()
     lines = [f"## compare: {len(table)} BASE cases, factor {comparison.factor}, on {shown_metric}"
-             + (", paired rounds" if "ratio_lo" in table else ""), "",
+             + _paired_note(comparison.blocks), "",
              ", ".join(f"{counts.get(k, 0)} {k}" for k in VERDICTS), ""]
     if table["backend"].isin(REFERENCES).any():
         lines += [f"The floors ({', '.join(sorted(set(table.backend) & set(REFERENCES)))}) are the harness's reference "

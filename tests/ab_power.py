@@ -3,15 +3,17 @@
     python tests/ab_power.py [--runs 10] [--slowdowns 1.1,1.2,1.5] [ab flags: --backends ... --lengths ...]
 
 A scratch repository holds this checkout's committed impls/ as `base`, and one commit per slowdown s
-whose `native` forward copies the first (s - 1) / 2 of the time steps and runs its kernel over them
-again, into a scratch buffer: a real code change (extra passes and copies), whose true size on this machine
-is the measured median ratio the table prints beside its nominal s. Each trial runs `ab base base` (false alarms: any case called regression, improvement or
-broken) and `ab base <slowdown>` for each (detected: every native forward case called a
-regression; false alarms: any other case called changed), in one interleaved order. The same HEAD
-records are also compared with the stored baseline (baseline/*/, `compare --on floor`), as CI did
-before `ab`. A benchmark, not a test: it prints the table the README's CI section quotes."""
+whose `native` forward also multiplies a by kv over the first FRACTION_PER_SLOWDOWN (s - 1) of every
+row's time steps, into a kept buffer: a real code change (more memory traffic), whose true size on
+this machine is the measured ratio the table prints beside its nominal s. Each trial runs `ab base base`
+(false alarms: any case called regression, improvement or broken) and `ab base <slowdown>` for each
+(detected: every native forward case called a regression; false alarms: any other case called
+changed), in one interleaved order. The same HEAD records are also compared with the stored baseline
+(baseline/*/, `compare --on floor`), as CI did before `ab`. A benchmark, not a test: it prints the
+table the README's CI section quotes. Flags it does not know (--processes, --rounds, ...) go to `ab`."""
 import argparse
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -28,17 +30,19 @@ from scanlab.run_bench import AB_FACTOR
 
 INJECTION_POINT = "    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))\n"
 CHANGED = ("regression", "improvement", "broken")
-# the injected change: the kernel run again over the first `fraction` of every row's time steps, into a
-# scratch buffer (h is unchanged, so every check still passes)
-EXTRA_PASS = """    steps = max(1, round({fraction} * a.shape[1]))
-    part_a, part_kv = a[:, :steps].contiguous(), kv[:, :steps].contiguous()
-    scratch = torch.empty_like(part_a)
-    _kernels().forward(part_a.numpy(), part_kv.numpy(), _no_state(a.dtype).numpy(), False, scratch.numpy(),
-                       _launch_settings(scratch))
+FORWARD = "def _forward(a, kv, h0):\n"
+# The injected change: a*kv over the first f of every row's time steps, in numpy (one thread, no thread
+# pool to hand over to, so no fixed cost), into a buffer kept from call to call: more memory traffic in
+# proportion to f, and no allocation. An earlier injection (torch copies, then the numba kernel run again
+# over them) cost a fixed ~1.4x whatever f, measured in `ab`: torch's and numba's thread pools handing
+# the two cores over within one call. FRACTION_PER_SLOWDOWN was calibrated with `ab` itself (README: CI).
+SCRATCH = "import numpy as _np\n\n_SCRATCH = {}\n\n\n"
+EXTRA_PASS = """    steps = min(a.shape[1], max(1, round({fraction:.4f} * a.shape[1])))
+    if (a.shape, a.dtype) not in _SCRATCH:
+        _SCRATCH[a.shape, a.dtype] = _np.empty((a.shape[0], steps, a.shape[2]), a.numpy().dtype)
+    _np.multiply(a.numpy()[:, :steps], kv.numpy()[:, :steps], out=_SCRATCH[a.shape, a.dtype])
 """
-# measured in-process at B=4, L=4096, D=256 (float32, 2 threads), the extra pass over a fraction f of L
-# costs about 2f of the scan (f = 0.1: 1.19x, 0.2: 1.35x, 0.35: 1.70x; noisy): f = (s - 1) / 2 aims at s.
-# At L = 1024 its launch alone costs more than that: run the benchmark at one L of 4096 or more
+FRACTION_PER_SLOWDOWN = 1.0
 
 
 def _git(repo, *args):
@@ -57,9 +61,10 @@ def scratch_repo(folder, slowdowns):
     _git(folder, "tag", "base")
     native = folder / "impls" / "scan" / "native.py"
     original = native.read_text()
-    assert INJECTION_POINT in original, "native.py changed: update INJECTION_POINT"
+    assert INJECTION_POINT in original and FORWARD in original, "native.py changed: update INJECTION_POINT"
     for slowdown in slowdowns:
-        native.write_text(original.replace(INJECTION_POINT, INJECTION_POINT + EXTRA_PASS.format(fraction=(slowdown - 1) / 2)))
+        changed = original.replace(INJECTION_POINT, INJECTION_POINT + EXTRA_PASS.format(fraction=FRACTION_PER_SLOWDOWN * (slowdown - 1)))
+        native.write_text(changed.replace(FORWARD, SCRATCH + FORWARD))
         _git(folder, "commit", "-q", "-am", f"slower {slowdown}")
         _git(folder, "tag", f"slow-{slowdown}")
         _git(folder, "checkout", "-q", "base")
@@ -72,7 +77,8 @@ def one_run(repo, target, reports, ab_flags):
     if done.returncode == 2:
         raise SystemExit(done.stderr)
     runs = {side: sorted(reports.glob(f"*/runs/ab-{side}-*.jsonl"))[-1] for side in ("base", "head")}
-    return load_rows(runs["base"]), load_rows(runs["head"])
+    meta = json.loads(runs["head"].with_name(runs["head"].name[:-len(".jsonl")] + ".meta.json").read_text())
+    return load_rows(runs["base"]), load_rows(runs["head"]), meta["config"].get("processes", 1)
 
 
 def tally(table, slowed):
@@ -92,7 +98,10 @@ def main():
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--slowdowns", default="1.1,1.2,1.5")
     parser.add_argument("--baseline", default=str(next((ROOT / "baseline").glob("cpu-*"), ROOT / "baseline")))
+    parser.add_argument("--factor", type=float, default=AB_FACTOR)
     args, ab_flags = parser.parse_known_args()
+    factor = args.factor
+    ab_flags += ["--factor", str(factor)]
     slowdowns = [float(s) for s in args.slowdowns.split(",")]
     stored = load_rows(args.baseline)
     results = {name: [] for name in ["same code"] + [f"{s}x" for s in slowdowns]}
@@ -102,8 +111,8 @@ def main():
         scratch_repo(repo, slowdowns)
         for trial in range(args.runs):
             for name, target, slowed in [("same code", "base", False)] + [(f"{s}x", f"slow-{s}", True) for s in slowdowns]:
-                base_rows, head_rows = one_run(repo, target, Path(scratch) / f"{trial}-{name}", ab_flags)
-                paired = compare(base_rows, head_rows, AB_FACTOR, on="time", paired=True)
+                base_rows, head_rows, blocks = one_run(repo, target, Path(scratch) / f"{trial}-{name}", ab_flags)
+                paired = compare(base_rows, head_rows, factor, on="time", paired=True, blocks=blocks)
                 # the stored baseline's cases that this run measures (it holds the whole ci sweep)
                 ran = head_rows[["backend", "L", "mode"]].drop_duplicates()
                 baseline = stored.merge(ran, on=["backend", "L", "mode"])

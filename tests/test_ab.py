@@ -1,8 +1,10 @@
 """`run_bench.py ab` end to end, on a scratch git repository whose revisions differ in one backend:
 the same code, a backend made unavailable, one removed, one that aborts the process."""
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,16 +63,20 @@ def scratch_cache(tmp_path, monkeypatch):
 
 
 def _ab(repo, reports, *revisions, extra=()):
-    args = ["ab", *revisions, "--repo", str(repo), "--preset", "ci", "--family", "scan", "--backends",
-            "assoc,sequential", "--lengths", "33", "--batch", "1", "--channels", "4", "--modes", "forward",
-            "--rounds", "10", "--no-progress", "--reports", str(reports),
-            # these tests are about what fails closed, not about sensitivity: a wide factor keeps two
-            # processes' noise on tiny cases from calling the same code slower (the slowdown below is ~10x)
-            "--factor", "1.5", *extra]
     try:
-        return run_bench.main(args)
+        return run_bench.main([*_ab_argv(repo, reports, *revisions), *extra])
     except SystemExit as error:
         return error.code
+
+
+def _ab_argv(repo, reports, *revisions):
+    return ["ab", *revisions, "--repo", str(repo), "--preset", "ci", "--family", "scan", "--backends",
+            "assoc,sequential", "--lengths", "33", "--batch", "1", "--channels", "4", "--modes", "forward",
+            "--rounds", "10", "--no-progress", "--reports", str(reports),
+            # these tests are about what fails closed, not about sensitivity: one worker a side, and a wide
+            # factor keeps two processes' noise on tiny cases from calling the same code slower (the
+            # slowdown below is ~10x)
+            "--processes", "1", "--factor", "1.5"]
 
 
 def _verdicts(capsys):
@@ -165,12 +171,76 @@ def test_a_worker_imports_its_own_sides_impls_and_nothing_else(repo, tmp_path):
         mismatched.request("forget")
 
 
-def test_a_slower_revision_is_a_regression_and_fails(repo, tmp_path, capsys):
-    assert _ab(repo, tmp_path, "base", "slower") == 1
+@pytest.mark.parametrize("processes", ["1", "3"])
+def test_a_slower_revision_is_a_regression_and_fails(repo, tmp_path, capsys, processes):
+    """Judged over rounds (one worker a side) and over worker pairs (3 a side, each round on one pair)."""
+    extra = ["--processes", processes]
+    assert _ab(repo, tmp_path, "base", "slower", extra=extra) == 1
     verdicts, out = _verdicts(capsys)
     assert verdicts["assoc"] == "regression" and verdicts["sequential"] != "regression"
-    assert _ab(repo, tmp_path / "swapped", "slower", "base") == 0  # the same change read backwards: faster
-    assert _verdicts(capsys)[0]["assoc"] == "improvement"
+    assert ("judged over 3 worker pairs" in out) == (processes == "3")
+    if processes == "1":
+        assert _ab(repo, tmp_path / "swapped", "slower", "base", extra=extra) == 0  # the same change read backwards
+        assert _verdicts(capsys)[0]["assoc"] == "improvement"
+    else:
+        [rows_path] = tmp_path.glob("*/runs/ab-head-scan-*.jsonl")
+        times = [r for r in map(json.loads, rows_path.read_text().splitlines())
+                 if r["metric"] == "time_s" and r["backend"] == "assoc"]
+        assert len(times[0]["samples"]) == 12  # --rounds 10, rounded up to whole cycles of the 3 worker pairs
+
+
+FIRST_PROCESS_ONLY = '''import os
+
+import torch
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
+
+_first = None  # whether this process made the first call of all
+
+
+def _kernel(a, kv, h0):
+    global _first
+    if _first is None:
+        try:
+            os.close(os.open(os.environ["FIRST_CALL_MARKER"], os.O_CREAT | os.O_EXCL))
+            _first = True
+        except FileExistsError:
+            _first = False
+    if not _first:
+        os.abort()
+    h = torch.zeros_like(kv[:, 0]) if h0 is None else h0
+    states = []
+    for t in range(kv.shape[1]):
+        h = a[:, t] * h + kv[:, t]
+        states.append(h)
+    return torch.stack(states, 1), h
+
+
+first_process_only = scan_backend("first_process_only", _kernel, dtypes=(torch.float32,),
+                                  tolerances={torch.float32: Tolerance(rtol=1e-5, atol=1e-30, grad_rtol=1e-5)})
+'''
+
+
+def test_a_case_that_crashes_only_in_a_sides_later_worker_gets_no_time_there_and_fails(repo, tmp_path):
+    """Only a side's first worker checks a case; the others build and warm it, and one that crashes
+    there takes the case's time away on that side, saying which worker, while the rest is measured.
+    Here BASE's second worker and HEAD's first crash: no side has a time, and HEAD's crash fails `ab`."""
+    plugin = tmp_path / "first_process_only.py"
+    plugin.write_text(FIRST_PROCESS_ONLY)
+    reports = tmp_path / "reports"
+    # in a process of its own: the plugin must not stay registered in this one
+    done = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *_ab_argv(repo, reports, "base", "base"),
+                           "--processes", "2", "--backend-module", str(plugin),
+                           "--backends", "first_process_only,sequential"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "FIRST_CALL_MARKER": str(tmp_path / "first-call")})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ab FAILED: HEAD raised or crashed on first_process_only forward L=33: crashed" in done.stdout
+    [base_rows] = reports.glob("*/runs/ab-base-scan-*.jsonl")
+    notes = {r["backend"]: (r["value"], r["note"]) for r in map(json.loads, base_rows.read_text().splitlines())
+             if r["metric"] == "time_s"}
+    assert notes["first_process_only"][1].startswith("in worker 2 of 2: crashed: killed by SIGABRT"), notes
+    assert notes["sequential"][0] is not None  # the rest still measured
 
 
 def test_a_base_that_cannot_be_measured_fails_the_gate_instead_of_passing_it(repo, tmp_path, capsys):
@@ -188,7 +258,7 @@ def test_two_sides_that_cannot_be_measured_fail_with_their_reason_not_a_tracebac
 
 def test_fewer_rounds_than_the_test_can_decide_on_are_refused(repo, tmp_path):
     with pytest.raises(SystemExit) as error:
-        _ab_raising(repo, tmp_path, "--rounds", "9")
+        _ab_raising(repo, tmp_path, "--rounds", "9", "--processes", "1")
     assert error.value.code == 2 and "below 10 paired rounds" in str(error.value)
 
 

@@ -101,3 +101,53 @@ def test_the_layer_has_the_seeds_parameters_and_no_others():
     """lucidrains' SimpleGateLoopLayer: an RMSNorm gain and one bias-free dim -> 3 dim projection."""
     shapes = {name: tuple(p.shape) for name, p in SimpleGateLoopLayer(4).named_parameters()}
     assert shapes == {"norm.gamma": (4,), "to_qkva.weight": (12, 4)}
+
+
+PACKED = [3, 0, 1, 7]  # an empty sequence, a one-step one, and the longest last: odd total 11
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("name", ["assoc", "sequential"])  # the adapted path and a native one
+def test_a_packed_row_equals_each_sequence_through_the_layer_alone(name, reverse):
+    """Packing for training: each sequence's outputs and (forward) final state are those it has alone,
+    in the same row as the others; reverse runs each sequence backwards without reordering them."""
+    layer = _layer(name, reverse=reverse).double()
+    pieces = [torch.randn(1, n, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(n)) for n in PACKED]
+    cu_seqlens = torch.tensor([0, *torch.tensor(PACKED).cumsum(0).tolist()])
+    if reverse:
+        packed = layer(torch.cat(pieces, 1), cu_seqlens=cu_seqlens)
+    else:
+        packed, cache = layer(torch.cat(pieces, 1), cu_seqlens=cu_seqlens, return_cache=True)
+        assert cache.shape == (len(PACKED), 8)
+    for i, piece in enumerate(pieces):
+        alone = layer(piece, return_cache=not reverse)
+        out = packed[:, cu_seqlens[i]:cu_seqlens[i + 1]]
+        if reverse:
+            assert torch.allclose(out, alone, rtol=1e-12, atol=1e-12), i
+        else:
+            alone, state = alone
+            assert torch.allclose(out, alone, rtol=1e-12, atol=1e-12), i
+            assert torch.allclose(cache[i], state[0], rtol=1e-12, atol=1e-12), i  # zeros for the empty one
+
+
+def test_a_packed_cache_continues_each_sequence():
+    layer = _layer("assoc").double()
+    x = torch.randn(1, 10, 8, dtype=torch.float64)
+    whole = layer(x, cu_seqlens=torch.tensor([0, 4, 10]))
+    head, cache = layer(torch.cat([x[:, :2], x[:, 4:7]], 1), cu_seqlens=torch.tensor([0, 2, 5]), return_cache=True)
+    tail = layer(torch.cat([x[:, 2:4], x[:, 7:]], 1), cu_seqlens=torch.tensor([0, 2, 5]), cache=cache)
+    assert torch.allclose(torch.cat([head[:, :2], tail[:, :2], head[:, 2:], tail[:, 2:]], 1), whole, atol=1e-12)
+
+
+@pytest.mark.parametrize("cu_seqlens,message", [
+    (torch.tensor([0, 2, 5]), "cu_seqlens"),  # ends at 5, the row holds 6
+    (torch.tensor([0.0, 6.0]), "cu_seqlens"),  # offsets are integers
+])
+def test_bad_offsets_are_refused_naming_cu_seqlens(cu_seqlens, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        _layer("assoc")(torch.randn(1, 6, 8), cu_seqlens=cu_seqlens)
+
+
+def test_a_packed_row_needs_one_cache_state_per_sequence():
+    with pytest.raises(ValueError, match="h0"):
+        gate_loop_operator(*torch.rand(3, 1, 6, 4), cache=torch.zeros(1, 4), cu_seqlens=torch.tensor([0, 2, 6]))

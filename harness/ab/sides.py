@@ -54,10 +54,10 @@ class Worker(WorkerProcess):
         self.prepared.pop(name, None)
         self.lost[name] = why
 
-    def prepare(self, name, key):
-        answer = self.request("prepare", name=name, key=key)
+    def prepare(self, name, key, check=True):
+        answer = self.request("prepare", name=name, key=key, check=check)
         if answer["ok"] and "refusal" not in answer and all(v["passed"] for v in answer["verdicts"]):
-            self.prepared[name] = {"op": "prepare", "name": name, "key": key}
+            self.prepared[name] = {"op": "prepare", "name": name, "key": key, "check": check}
         return answer
 
     def drop(self, name):

@@ -9,11 +9,14 @@ from ..scan import get_scan_backend
 from ..validation import require_tensor
 
 
-def gate_loop_operator(q, kv, a, cache=None, backend="assoc"):
+def gate_loop_operator(q, kv, a, cache=None, backend="assoc", *, reverse=False, cu_seqlens=None):
     """out_t = q_t * h_t with h_t = a_t * h_{t-1} + kv_t; all (B, L, D).
 
-    cache: the state (B, D) a previous call returned, or None. Returns (out, cache), where the new
-    cache is the true final state, so calls on consecutive pieces equal one call on the whole.
+    cache: the state (B, D) a previous call returned, or None (passed to the scan as its h0). Returns
+    (out, cache), where the new cache is the true final state, so calls on consecutive pieces equal one
+    call on the whole (with reverse=True, the pieces taken from the end).
+    reverse, cu_seqlens: as the scan takes them (impls/layouts.py): h_t = a_t * h_{t+1} + kv_t, and
+    N sequences packed in one row, B = 1, each from its own cache[i] ((N, D); the returned cache too).
     """
     if isinstance(backend, str):
         scan = get_scan_backend(backend)
@@ -25,7 +28,7 @@ def gate_loop_operator(q, kv, a, cache=None, backend="assoc"):
     require_tensor("a", a)
     if q.shape != a.shape:  # q * h would broadcast a (B, 1, D) q silently
         raise ValueError(f"q must have the shape of a and kv (B, L, D) = {tuple(a.shape)}; got {tuple(q.shape)}")
-    h, h_last = scan(a, kv, h0=cache)  # (b l d); the scan checks a and kv
+    h, h_last = scan(a, kv, h0=cache, reverse=reverse, cu_seqlens=cu_seqlens)  # (b l d); the scan checks the rest
     return q * h, h_last
 
 
@@ -54,9 +57,17 @@ class SimpleGateLoopLayer(nn.Module):
         self.to_qkva = nn.Linear(dim, dim * 3, bias=False)
         self.maybe_post_ln = nn.LayerNorm(dim) if post_ln else nn.Identity()
 
-    def forward(self, x, cache=None, return_cache=False):
+    def forward(self, x, cache=None, return_cache=False, cu_seqlens=None):
+        """x (B, L, dim); cu_seqlens: x holds N packed sequences (B = 1), the state restarting at each
+        (impls/layouts.py), and a cache is one state per sequence, (N, dim)."""
         if self.reverse and (cache is not None or return_cache):
             raise ValueError("cache is only supported with reverse=False: a reversed sequence cannot be continued")
+        if cu_seqlens is not None:  # flipping the packed row would reverse the order of the sequences too
+            q, kv, a = rearrange(self.to_qkva(self.norm(x)), "b n (three d) -> three b n d", three=3)
+            out, cache = gate_loop_operator(q, kv, a.sigmoid(), cache=cache, backend=self.backend,
+                                            reverse=self.reverse, cu_seqlens=cu_seqlens)
+            out = self.maybe_post_ln(out)
+            return (out, cache) if return_cache else out
         if self.reverse:
             x = x.flip(1)
         q, kv, a = rearrange(self.to_qkva(self.norm(x)), "b n (three d) -> three b n d", three=3)
