@@ -490,8 +490,9 @@ def cmd_ab(args, device):
         raise UserError(f"ab: --factor must be a finite number > 1, got {factor}")
     plan, rounds = perf_plan(args, ab=True)
     count = args.processes
-    rounds = replace(rounds, least=math.ceil(rounds.least / count) * count, most=math.ceil(rounds.most / count) * count)
-    if (rounds.least, rounds.most) != (args.rounds or rounds.least, args.max_rounds or rounds.most):
+    asked, rounds = rounds, replace(rounds, least=math.ceil(rounds.least / count) * count,
+                                    most=math.ceil(rounds.most / count) * count)
+    if rounds != asked:
         print(f"ab: {rounds.least} to {rounds.most} rounds: whole cycles of the {count} worker pairs")
     if count == 2:
         print("ab: with 2 workers a side the test over worker pairs has 1 degree of freedom: only a change "
