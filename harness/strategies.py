@@ -104,7 +104,7 @@ def chunk_edges(backend):
         module = importlib.import_module(f"..impls.scan.{backend.name}", __package__)
     except ImportError:  # a plugin's, or a backend with no module of that name: no edges known
         return ()
-    for name in ("CHUNK", "BLOCK_T", "TILE"):
+    for name in ("CHUNK", "BLOCK_T", "TILE", "BACKWARD_STEPS"):
         value = getattr(module, name, None)
         edges |= set(value.values()) if isinstance(value, dict) else {value} if isinstance(value, int) else set()
     return tuple(sorted(edges))

@@ -64,6 +64,48 @@ def test_fused_backward_matches_the_oracle_whichever_output_is_used(dtype, use_h
         assert torch.allclose(g, w, rtol=1e-12, atol=1e-12), name
 
 
+# lengths around the reverse walk's blocks of BACKWARD_STEPS (16), an empty one and a single step
+SEGMENTS = [0, 1, 15, 16, 17, 33, 0, 2]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex128], ids=["float32", "complex128"])
+def test_packed_and_reverse_kernels_do_each_sequences_arithmetic_bitwise(dtype, reverse):
+    """The kernels' own reverse and packed paths (no adapter: a reverse packed call never goes through a
+    flip) give the bits of the dense forward kernel on each sequence alone, flipped where reversed:
+    the same multiply-adds in the same order. h, h_last, and dL/da, dL/dkv, dL/dh0 of every sequence."""
+    assert native.load().native_layouts == ("reverse", "varlen")
+    cu = torch.tensor([0, *torch.tensor(SEGMENTS).cumsum(0).tolist()])
+    a, kv, _ = scan_inputs(1, int(cu[-1]), 19, dtype, "signed", "mixed", seed=5)
+    h0 = scan_inputs(len(SEGMENTS), 1, 19, dtype, seed=6)[2]
+    got = _gradients(lambda a, kv, h0: native.scan(a, kv, h0, reverse=reverse, cu_seqlens=cu), a, kv, h0, 1, 1)
+    h, h_last = native.scan(a, kv, h0, reverse=reverse, cu_seqlens=cu)
+    flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)
+    for i, (s, e) in enumerate(zip(cu.tolist(), cu[1:].tolist())):
+        if e == s:
+            assert torch.equal(h_last[i], h0[i])
+            continue
+        one = lambda a_i, kv_i, h0_i: [flip(t) if t.ndim == 3 else t for t in native.scan(flip(a_i), flip(kv_i), h0_i)]
+        h_i, last_i = one(a[:, s:e], kv[:, s:e], h0[i:i + 1])
+        assert torch.equal(h[:, s:e], h_i) and torch.equal(h_last[i], last_i[0]), f"sequence {i}"
+    want = _gradients(lambda a, kv, h0: _each_alone(a, kv, h0, cu, flip), a, kv, h0, 1, 1)
+    for name, g, w in zip(("a", "kv", "h0"), got, want):
+        assert torch.equal(g, w), name
+
+
+def _each_alone(a, kv, h0, cu, flip):
+    """The dense kernel on each sequence (flipped where reversed), h and h_last put back together."""
+    states, lasts = [], []
+    for i, (s, e) in enumerate(zip(cu.tolist(), cu[1:].tolist())):
+        if e == s:
+            lasts.append(h0[i])
+            continue
+        h, h_last = native.scan(flip(a[:, s:e]), flip(kv[:, s:e]), h0[i:i + 1])
+        states.append(flip(h))
+        lasts.append(h_last[0])
+    return torch.cat(states, dim=1), torch.stack(lasts)
+
+
 def test_conjugate_and_transposed_views_are_read_as_their_values():
     a = torch.polar(torch.rand(2, 5, 7, dtype=torch.float64), torch.randn(2, 5, 7, dtype=torch.float64))
     kv = torch.randn(2, 7, 5, dtype=torch.complex128).transpose(1, 2)

@@ -24,10 +24,14 @@ Returns:
 """
 
 
-def fold_initial_state(a, kv, h0):
-    """h_0 = a_0 * h0 + kv_0, so a core that starts from zero sees h0 through its first input."""
+def fold_initial_state(a, kv, h0, reverse=False):
+    """h_0 = a_0 * h0 + kv_0 (reverse: h_{L-1} = a_{L-1} * h0 + kv_{L-1}), so a core that starts
+    from zero sees h0 through the first input it reads."""
     if h0 is None:
         return kv
+    if reverse:
+        last = kv[:, -1:] + a[:, -1:] * h0[:, None]  # (b 1 d)
+        return torch.cat([kv[:, :-1], last], dim=1)
     first = kv[:, :1] + a[:, :1] * h0[:, None]  # (b 1 d)
     return torch.cat([first, kv[:, 1:]], dim=1)
 
@@ -58,7 +62,7 @@ class _AdjointScan(torch.autograd.Function):
         return G * h_prev.conj(), G, None
 
 
-def scan_from_core(core, adjoint_backward=False, float16_in_float32=False):
+def scan_from_core(core, adjoint_backward=False, float16_in_float32=False, reverse_core=None):
     """The public `scan(a, kv, h0=None) -> (h, h_last)` built from `core(a, kv) -> h` (zero start).
 
     adjoint_backward: differentiate through `_AdjointScan` instead of core's own autograd graph.
@@ -66,21 +70,27 @@ def scan_from_core(core, adjoint_backward=False, float16_in_float32=False):
     that form products of gates (trees, decay matrices): with 5 exponent bits those products sink
     into float16's subnormals, whose fixed spacing 2^-24 then scales a large carried state (0.148
     relative error, signed gates, L = 4099). bfloat16 has float32's exponent range: it stays native.
+    reverse_core: `reverse_core(a, kv) -> h`, the library's own reverse scan (zero start after the
+    last step); the scan then takes reverse= itself (declare layouts.REVERSE native).
     """
+    if reverse_core is not None and adjoint_backward:
+        raise ValueError("reverse_core differentiates through its own graph: the adjoint is written for forward cores")
 
-    def run(a, kv):
+    def run(a, kv, reverse):
+        if reverse:
+            return reverse_core(a, kv)
         if adjoint_backward and torch.is_grad_enabled() and (a.requires_grad or kv.requires_grad):
             return _AdjointScan.apply(a, kv, core)
         return core(a, kv)
 
-    def scan(a, kv, h0=None):
+    def scan(a, kv, h0=None, *, reverse=False):
         given = a.dtype
         if float16_in_float32 and given == torch.float16:
             a, kv, h0 = (None if t is None else t.float() for t in (a, kv, h0))
-        h = run(a, fold_initial_state(a, kv, h0)).to(given)
+        h = run(a, fold_initial_state(a, kv, h0, reverse), reverse).to(given)
         if _shares_memory(h, a, kv, h0):  # a core that hands back its input (assoc at L = 1 returns kv)
             h = h.clone()
-        return h, h[:, -1]
+        return h, h[:, 0] if reverse else h[:, -1]
 
     scan.__doc__ = SCAN_DOC
     return scan

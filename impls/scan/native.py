@@ -5,19 +5,22 @@
               dL/dkv_t = G_t, dL/da_t = G_t conj(h_{t-1})          dL/dkv, dL/da (and dL/dh0)
 
 The loops are numba kernels (native_kernels.py), threaded over blocks of (B, D) with torch's
-intra-op thread count; no autograd graph over L. Non-contiguous inputs are made contiguous
+intra-op thread count; no autograd graph over L. Reverse and packed scans run in the same
+kernels, which take each sequence's offsets and the direction. Non-contiguous inputs are made contiguous
 first (one copy). Where numba is missing the backend is listed unavailable, with the reason.
 """
 import functools
 import math
 
+import numpy as np
 import torch
 
 from ..backend import ALL_DTYPES, ScanBackend
+from ..layouts import REVERSE, VARLEN
 from .interface import SCAN_DOC
 
 CACHE_LINE = 64
-BACKWARD_STEPS = 16  # time steps per block of the backward pass (native_kernels.backward)
+BACKWARD_STEPS = 16  # time steps per block of a pass that walks backwards (native_kernels.backward)
 
 
 def _kernels():
@@ -66,24 +69,45 @@ def _no_state(dtype):
     return torch.zeros(1, 1, dtype=dtype)
 
 
-def _forward(a, kv, h0):
-    """(h, dense a) for a backward to keep."""
+@functools.lru_cache(maxsize=64)
+def _whole_rows(length):
+    """The offsets of dense rows: one sequence (0, L) in each."""
+    return np.array([0, length], dtype=np.int64)
+
+
+def _offsets(a, cu_seqlens):
+    return _whole_rows(a.shape[1]) if cu_seqlens is None else cu_seqlens.numpy().astype(np.int64, copy=False)
+
+
+def _forward(a, kv, h0, offsets, reverse):
+    """(h, h_last, dense a) for a backward to keep."""
     a, kv = _dense(a), _dense(kv)
     start = _no_state(a.dtype) if h0 is None else _dense(h0)
     h = torch.empty_like(a)
-    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))
-    return h, a
+    h_last = a.new_empty(a.shape[0] * (offsets.size - 1), a.shape[2])  # (rows d): B rows, or N sequences
+    block = _launch_settings(a)
+    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, offsets, reverse, h.numpy(),
+                       h_last.numpy(), block, BACKWARD_STEPS, _line(a), _sink(a, block).numpy())
+    return h, h_last, a
+
+
+def _line(a):
+    return max(1, CACHE_LINE // a.element_size())
+
+
+def _sink(a, block):
+    return a.new_empty(a.shape[0] * -(-a.shape[2] // block))
 
 
 class _NativeScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, kv, h0):
-        h, a_dense = _forward(a, kv, h0)
-        start = a_dense.new_zeros(a.shape[0], a.shape[2]) if h0 is None else _dense(h0)
+    def forward(ctx, a, kv, h0, offsets, reverse):
+        h, h_last, a_dense = _forward(a, kv, h0, offsets, reverse)
+        start = a_dense.new_zeros(h_last.shape) if h0 is None else _dense(h0)
         ctx.save_for_backward(a_dense, h, start)
-        ctx.has_h0 = h0 is not None
-        ctx.set_materialize_grads(False)  # an unused h_last arrives as None: no (B, D) zeros to add
-        return h, h[:, -1].clone()  # a separate tensor: autograd outputs that view each other need care
+        ctx.has_h0, ctx.offsets, ctx.reverse = h0 is not None, offsets, reverse
+        ctx.set_materialize_grads(False)  # an unused h_last arrives as None: no (rows, D) zeros to add
+        return h, h_last
 
     @staticmethod
     def backward(ctx, grad_h, grad_last):
@@ -93,18 +117,18 @@ class _NativeScan(torch.autograd.Function):
         grad_h = _dense(grad_h) if grad_h is not None else torch.zeros_like(a)
         grad_last = _dense(grad_last) if grad_last is not None else torch.zeros_like(start)
         block = _launch_settings(a)
-        sink = a.new_empty(a.shape[0] * -(-a.shape[2] // block))
-        _kernels().backward(grad_h.numpy(), grad_last.numpy(), a.numpy(), h.numpy(), start.numpy(),
-                            *(g.numpy() for g in grads), block, BACKWARD_STEPS,
-                            max(1, CACHE_LINE // a.element_size()), sink.numpy())
-        return grads[0], grads[1], grads[2] if ctx.has_h0 else None
+        _kernels().backward(grad_h.numpy(), grad_last.numpy(), a.numpy(), h.numpy(), start.numpy(), ctx.offsets,
+                            ctx.reverse, *(g.numpy() for g in grads), block, BACKWARD_STEPS, _line(a),
+                            _sink(a, block).numpy())
+        return grads[0], grads[1], grads[2] if ctx.has_h0 else None, None, None
 
 
-def scan(a, kv, h0=None):
+def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+    """Both layouts native: the kernels take each sequence's offsets and the direction."""
+    offsets = _offsets(a, cu_seqlens)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
-        return _NativeScan.apply(a, kv, h0)
-    h = _forward(a, kv, h0)[0]
-    return h, h[:, -1]
+        return _NativeScan.apply(a, kv, h0, offsets, reverse)
+    return _forward(a, kv, h0, offsets, reverse)[:2]
 
 
 scan.__doc__ = SCAN_DOC
@@ -121,4 +145,5 @@ def _unavailable_reason():
 def load():
     return ScanBackend(name="native", kind="scan", fn=scan, dtypes=ALL_DTYPES, devices=("cpu",),
                        unavailable_reason=_unavailable_reason(),
-                       description="compiled sequential pass (numba), fused backward, threaded over (B, D) blocks")
+                       description="compiled sequential pass (numba), fused backward, threaded over (B, D) blocks",
+                       native_layouts=(REVERSE, VARLEN))

@@ -19,57 +19,106 @@ def _job_span(job, block, channels):
     return job // blocks, d0, min(block, channels - d0)
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def forward(a, kv, h0, has_h0, h, block):  # (B, L, D) x2, (B, D), out (B, L, D)
-    """h_t = a_t * h_{t-1} + kv_t, h_{-1} = h0 (zero when not has_h0; h0 is then never read)."""
-    batch, length, channels = a.shape
-    for job in prange(batch * ((channels + block - 1) // block)):
-        b, d0, width = _job_span(job, block, channels)
-        state = h0[b, d0:d0 + width].copy() if has_h0 else np.zeros(width, a.dtype)
-        for t in range(length):
-            a_t, kv_t, h_t = a[b, t, d0:d0 + width], kv[b, t, d0:d0 + width], h[b, t, d0:d0 + width]
-            for d in range(width):
-                s = a_t[d] * state[d] + kv_t[d]
-                state[d] = s
-                h_t[d] = s
+@njit(inline="always")
+def _step(a, kv, h, b, t, d0, width, state):
+    """state = a_t * state + kv_t over one job's channels, written to h_t."""
+    a_t, kv_t, h_t = a[b, t, d0:d0 + width], kv[b, t, d0:d0 + width], h[b, t, d0:d0 + width]
+    for d in range(width):
+        s = a_t[d] * state[d] + kv_t[d]
+        state[d] = s
+        h_t[d] = s
+
+
+@njit(inline="always")
+def _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_other, carry):
+    """G = dL/dh_t + carry; dL/dkv_t = G, dL/da_t = G conj(h_other) (the state a_t multiplied);
+    carry = conj(a_t) G, for the step the adjoint visits next."""
+    g_t, a_t = grad_h[b, t, d0:d0 + width], a[b, t, d0:d0 + width]
+    ga_t, gkv_t = grad_a[b, t, d0:d0 + width], grad_kv[b, t, d0:d0 + width]
+    for d in range(width):
+        G = g_t[d] + carry[d]
+        gkv_t[d] = G
+        ga_t[d] = G * np.conj(h_other[d])
+        carry[d] = np.conj(a_t[d]) * G
+
+
+@njit(inline="always")
+def _touch_ascending(reads, writes, b, start, end, d0, width, line):
+    """Read `reads` and zero `writes` (written, not read: a fresh page is faulted in once, not twice)
+    over steps [start, end), one element per cache line, in ascending order (backward's docstring: why)."""
+    touched = reads[0][b, start, d0] * 0
+    for t in range(start, end):
+        for d in range(d0, d0 + width, line):
+            for x in reads:
+                touched += x[b, t, d]
+            for y in writes:
+                y[b, t, d] = 0
+    return touched
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def backward(grad_h, grad_last, a, h, h0, grad_a, grad_kv, grad_h0, block, steps, line, sink):
-    """One reverse pass of the adjoint recurrence (interface._AdjointScan):
-
-        G_t = dL/dh_t + conj(a_{t+1}) G_{t+1},  G_{L-1} = dL/dh_{L-1} + dL/dh_last
-        dL/dkv_t = G_t,  dL/da_t = G_t conj(h_{t-1}),  dL/dh0 = conj(a_0) G_0
-
-    reading grad_h, a and h once and writing grad_a and grad_kv once. Walking memory backwards ran
-    2x slower here than forwards (the hardware prefetchers follow ascending streams), and faulting
-    fresh output pages in backwards, from two threads at once, cost up to 30x on this machine. So L
-    is taken in blocks of `steps`, last block first: each block is first touched in ascending order,
-    one element per cache line of `line` elements (inputs read, outputs written), and then computed
-    backwards from cache. `sink` receives the values read so that the compiler keeps the reads.
-    """
+def forward(a, kv, h0, has_h0, offsets, reverse, h, h_last, block, steps, line, sink):
+    """h_t = a_t h_{t-1} + kv_t (reverse: h_t = a_t h_{t+1} + kv_t) over each sequence
+    [offsets[i], offsets[i+1]) of each row, from h0[b + i] (zero when not has_h0, h0 then never
+    read); h_last[b + i] is its state after its last step (its start, for an empty one). Dense rows
+    have offsets (0, L), so b + i is the row; packed sequences (B = 1) have N, so b + i is the
+    sequence. A forward pass walks memory forwards; a reverse one walks it backwards in blocks of
+    `steps`, each first touched ascending, as `backward` does and for the same reason."""
     batch, length, channels = a.shape
     for job in prange(batch * ((channels + block - 1) // block)):
         b, d0, width = _job_span(job, block, channels)
-        carry = grad_last[b, d0:d0 + width].copy()  # conj(a_{t+1}) G_{t+1}; at t = L-1, dL/dh_last
-        touched = carry[0] * 0
-        end = length
-        while end > 0:
-            start = max(0, end - steps)
-            for t in range(start, end):
-                for d in range(d0, d0 + width, line):
-                    touched += grad_h[b, t, d] + a[b, t, d] + h[b, t, d]
-                    grad_a[b, t, d] = 0  # written, not read: a fresh page is faulted in once, not twice
-                    grad_kv[b, t, d] = 0
-            for t in range(end - 1, start - 1, -1):
-                g_t, a_t = grad_h[b, t, d0:d0 + width], a[b, t, d0:d0 + width]
-                h_prev = h[b, t - 1, d0:d0 + width] if t > 0 else h0[b, d0:d0 + width]
-                ga_t, gkv_t = grad_a[b, t, d0:d0 + width], grad_kv[b, t, d0:d0 + width]
-                for d in range(width):
-                    G = g_t[d] + carry[d]
-                    gkv_t[d] = G
-                    ga_t[d] = G * np.conj(h_prev[d])
-                    carry[d] = np.conj(a_t[d]) * G
-            end = start
-        grad_h0[b, d0:d0 + width] = carry
+        touched = a[0, 0, 0] * 0
+        for i in range(offsets.shape[0] - 1):
+            first, end = offsets[i], offsets[i + 1]
+            state = h0[b + i, d0:d0 + width].copy() if has_h0 else np.zeros(width, a.dtype)
+            if not reverse:
+                for t in range(first, end):
+                    _step(a, kv, h, b, t, d0, width, state)
+            stop = end
+            while reverse and stop > first:
+                start = max(first, stop - steps)
+                touched += _touch_ascending((a, kv), (h,), b, start, stop, d0, width, line)
+                for t in range(stop - 1, start - 1, -1):
+                    _step(a, kv, h, b, t, d0, width, state)
+                stop = start
+            h_last[b + i, d0:d0 + width] = state
+        sink[job] = touched
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, grad_h0, block, steps, line, sink):
+    """The adjoint recurrence of `forward`, sequence by sequence (h0: the starts, zeros where none
+    was given), reading grad_h, a and h once and writing grad_a and grad_kv once:
+
+        forward:  G_t = dL/dh_t + conj(a_{t+1}) G_{t+1},  G_{end-1} = dL/dh_{end-1} + dL/dh_last,
+                  dL/da_t = G_t conj(h_{t-1}) (h_{first-1} = h0),  dL/dh0 = conj(a_first) G_first
+        reverse:  G_t = dL/dh_t + conj(a_{t-1}) G_{t-1},  G_first = dL/dh_first + dL/dh_last,
+                  dL/da_t = G_t conj(h_{t+1}) (h_end = h0),  dL/dh0 = conj(a_{end-1}) G_{end-1}
+        dL/dkv_t = G_t;  an empty sequence passes dL/dh_last to dL/dh0
+
+    (interface._AdjointScan). A forward scan's adjoint walks memory backwards, which ran 2x slower
+    here than forwards (the hardware prefetchers follow ascending streams), and faulting fresh output
+    pages in backwards, from two threads at once, cost up to 30x on this machine. So each sequence is
+    taken in blocks of `steps`, last block first: each block is first touched in ascending order, one
+    element per cache line of `line` elements (inputs read, outputs written), then computed backwards
+    from cache. `sink` receives the values read so that the compiler keeps the reads."""
+    batch, length, channels = a.shape
+    for job in prange(batch * ((channels + block - 1) // block)):
+        b, d0, width = _job_span(job, block, channels)
+        touched = a[0, 0, 0] * 0
+        for i in range(offsets.shape[0] - 1):
+            first, end = offsets[i], offsets[i + 1]
+            carry = grad_last[b + i, d0:d0 + width].copy()
+            for t in range(first, end if reverse else first):
+                h_next = h[b, t + 1, d0:d0 + width] if t < end - 1 else h0[b + i, d0:d0 + width]
+                _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, carry)
+            stop = end
+            while not reverse and stop > first:
+                start = max(first, stop - steps)
+                touched += _touch_ascending((grad_h, a, h), (grad_a, grad_kv), b, start, stop, d0, width, line)
+                for t in range(stop - 1, start - 1, -1):
+                    h_prev = h[b, t - 1, d0:d0 + width] if t > first else h0[b + i, d0:d0 + width]
+                    _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, carry)
+                stop = start
+            grad_h0[b + i, d0:d0 + width] = carry
         sink[job] = touched

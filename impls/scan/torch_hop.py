@@ -3,13 +3,16 @@
 combine_mode='generic' runs eagerly on any device. On CUDA the backend runs combine_mode='pointwise'
 under torch.compile (the mode meant for GPUs: the combine, pointwise as ours is, is fused into one
 generated Triton scan). Each device is probed with a tiny scan; a device whose probe fails is
-dropped from `devices`, with the error in `device_note`.
+dropped from `devices`, with the error in `device_note`. Reverse scans use its own reverse=True,
+which gave silently wrong results for some shapes in earlier torch (pytorch #137943): the layout
+properties (harness/layout_agreement.py) check it against the oracle.
 """
 import functools
 
 import torch
 
 from ..backend import ALL_DTYPES, HALF_DTYPES, ScanBackend
+from ..layouts import REVERSE
 from .interface import scan_from_core
 
 
@@ -19,24 +22,24 @@ def _combine(left, right):
     return a_right * a_left, a_right * h_left + h_right
 
 
-def _states(a, kv, mode):  # (b l d) -> (b l d)
+def _states(a, kv, mode, reverse=False):  # (b l d) -> (b l d)
     from torch._higher_order_ops.associative_scan import associative_scan
 
-    return associative_scan(_combine, (a, kv), dim=1, combine_mode=mode)[1]
+    return associative_scan(_combine, (a, kv), dim=1, reverse=reverse, combine_mode=mode)[1]
 
 
 @functools.cache
-def _compiled_pointwise():
-    return torch.compile(functools.partial(_states, mode="pointwise"), dynamic=False)
+def _compiled_pointwise(reverse):
+    return torch.compile(functools.partial(_states, mode="pointwise", reverse=reverse), dynamic=False)
 
 
-def hop_states(a, kv):  # (b l d) -> (b l d)
+def hop_states(a, kv, reverse=False):  # (b l d) -> (b l d)
     if a.is_cuda:
-        return _compiled_pointwise()(a, kv)
-    return _states(a, kv, "generic")
+        return _compiled_pointwise(reverse)(a, kv)
+    return _states(a, kv, "generic", reverse)
 
 
-scan = scan_from_core(hop_states, float16_in_float32=True)
+scan = scan_from_core(hop_states, float16_in_float32=True, reverse_core=functools.partial(hop_states, reverse=True))
 
 
 def _probe(device):
@@ -58,4 +61,4 @@ def load():
     return ScanBackend(name="torch_hop", kind="scan", fn=scan, dtypes=ALL_DTYPES + HALF_DTYPES, devices=devices,
                        unavailable_reason=cpu_problem, device_note=cuda_problem or "",
                        description="torch._higher_order_ops.associative_scan (generic on CPU, pointwise under "
-                                   "torch.compile on CUDA)")
+                                   "torch.compile on CUDA)", native_layouts=(REVERSE,))
