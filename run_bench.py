@@ -295,7 +295,8 @@ def cmd_list():
 def accuracy_config(args, here=True):
     """The accuracy sweep the flags ask for, checked before anything runs."""
     config = sweeps.override(sweeps.preset(args.preset)["accuracy"], lengths=args.lengths, dtypes=args.dtypes,
-                             batch=args.batch, channels=args.channels, backends=args.backends)
+                             batch=args.batch, channels=args.channels, backends=args.backends,
+                             layout_lengths=args.lengths)  # the lengths asked for, in every layout
     _check_backends(config["backends"], "accuracy", here)
     return config
 

@@ -2,17 +2,18 @@
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
 from tqdm import tqdm
 
-from ..impls import all_scan_backends, conv_backends
+from ..impls import UnsupportedInputError, all_scan_backends, conv_backends
+from ..impls.layouts import layout_of
 
-from .case_key import CaseKey
+from .case_key import DENSE, CaseKey
 from .crashes import (CRASHED, QUARANTINED, RAISED, open_sweep_run, not_finished_rows, quarantine_note,
                       quarantined_from, raised_note)
 from .isolation import CaseCrashed, InProcess
 from .cases import DTYPES
-from .inputs import DECAYS, conv_inputs, scan_inputs
+from .inputs import DECAYS, conv_inputs, packed_lengths, packed_offsets, scan_inputs
 from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
-from .verify import check_conv, check_scan, scan_references
+from .verify import check_conv, check_scan, gates_seen, scan_references
 
 VERDICT_METRICS = {"max_abs_err": "", "rms_rel_err": "", "worst_ratio": "x", "passed": "1"}
 
@@ -25,11 +26,13 @@ def chosen_scan_backends(config):
 def accuracy_units(config, device="cpu"):
     """(unit_id, CaseKey, regime) for every scan and conv case of the sweep, on the backends that run on
     `device` and take the dtype (the others: support.skipped_rows). The key's mode is empty: each
-    quantity checked (output, state, gradients) becomes the mode of its rows."""
+    quantity checked (output, state, gradients) becomes the mode of its rows. Scans are also checked
+    reverse and packed (config["layouts"]) at config["layout_lengths"], every gate regime and the first
+    kv regime; a packed case is one row (B = 1) of packed_lengths(L)."""
     chosen = config.get("backends")
-    case = lambda family, name, dtype, length: CaseKey(family=family, device=device, dtype=dtype, mode="",
-                                                     B=config["batch"], L=length, D=config["channels"], N=0,
-                                                     backend=name)
+    case = lambda family, name, dtype, length, layout=DENSE, batch=config["batch"]: CaseKey(
+        family=family, device=device, dtype=dtype, mode="", B=batch, L=length, D=config["channels"], N=0,
+        backend=name, layout=layout)
     units = []
     for name, backend in chosen_scan_backends(config).items():
         for dtype in config["dtypes"]:
@@ -40,6 +43,12 @@ def accuracy_units(config, device="cpu"):
                     for length in config["lengths"]:
                         units.append((f"scan|{name}|{dtype}|{gate}/{kv}|{length}",
                                       case("scan", name, dtype, length), f"{gate}/{kv}"))
+                for layout in config.get("layouts", ()):
+                    packed = layout_of(layout)[1]
+                    for length in config.get("layout_lengths", ()):
+                        regime = f"{gate}/{config['kv_regimes'][0]}"
+                        units.append((f"scan|{name}|{dtype}|{regime}|{length}|{layout}",
+                                      case("scan", name, dtype, length, layout, 1 if packed else config["batch"]), regime))
     for name, backend in conv_backends().items():
         if chosen and name not in chosen:
             continue
@@ -50,20 +59,37 @@ def accuracy_units(config, device="cpu"):
     return units
 
 
+def scan_case_inputs(key, regime):
+    """(a, kv, h0, cu_seqlens or None, reverse) of a scan case: B rows, or for a packed layout one row of
+    packed_lengths(L) with a start per sequence."""
+    gate, kv_regime = regime.split("/")
+    dtype, length, device = DTYPES[key.dtype], key.L, key.device
+    reverse, packed = layout_of(key.layout)
+    if not packed:
+        return (*scan_inputs(key.B, length, key.D, dtype, gate, kv_regime, seed=length, device=device), None, reverse)
+    lengths = packed_lengths(length)
+    a, kv, _ = scan_inputs(1, length, key.D, dtype, gate, kv_regime, seed=length, with_h0=False, device=device)
+    h0 = scan_inputs(len(lengths), 1, key.D, dtype, gate, kv_regime, seed=length + 1, device=device)[2]
+    return a, kv, h0, packed_offsets(lengths, device), reverse
+
+
 def _measure(key, regime, config):
     dtype, length, device = DTYPES[key.dtype], key.L, key.device
     gradients = length <= config["gradients_max_len"]
     if key.family == "scan":
         backend = all_scan_backends()[key.backend]
-        gate, kv_regime = regime.split("/")
-        a, kv, h0 = scan_inputs(key.B, length, key.D, dtype, gate, kv_regime, seed=length, device=device)
+        a, kv, h0, cu_seqlens, reverse = scan_case_inputs(key, regime)
         refused = backend.refusal(a, kv, h0)
         if refused:
             return None, refused
         gradients = gradients and backend.differentiable
-        verdicts = check_scan(backend, a, kv, h0, gradients=gradients)
-        references = scan_references(a, kv, h0, gradients)
-        return verdicts, backend.tolerance(dtype).domain.violations(a, references=references)
+        try:
+            verdicts = check_scan(backend, a, kv, h0, gradients=gradients, reverse=reverse, cu_seqlens=cu_seqlens)
+        except UnsupportedInputError as error:  # packed sequences through an adapter its limits refuse
+            return None, str(error)
+        references = scan_references(a, kv, h0, gradients, reverse=reverse, cu_seqlens=cu_seqlens)
+        seen = gates_seen(backend, a, cu_seqlens)
+        return verdicts, backend.tolerance(dtype).domain.violations(seen, references=references)
     backend = conv_backends()[key.backend]
     u, K = conv_inputs(key.B, length, key.D, dtype, regime, seed=length, device=device)
     return check_conv(backend, u, K, gradients=gradients), []
@@ -80,7 +106,7 @@ def accuracy_unit(unit_id, key, regime, config, progress=None):
         return not_finished_rows(key, "accuracy", unit_id, RAISED, raised_note(error), regime)
     if verdicts is None:  # the backend's declared limits refuse these inputs
         row = skipped_row("accuracy", key.family, key.backend, key.device, key.dtype, outside,
-                          B=key.B, L=key.L, D=key.D, N=key.N, regime=regime)
+                          B=key.B, L=key.L, D=key.D, N=key.N, regime=regime, layout=key.layout)
         return [dict(row, unit_id=unit_id)]
     base = dict(key.as_row(), suite="accuracy", unit_id=unit_id, regime=regime, note="; ".join(outside))
     rows = [dict(base, mode=v.quantity, metric=metric, value=float(getattr(v, metric)), unit=unit)

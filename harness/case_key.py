@@ -17,6 +17,7 @@ class CaseKey:
     D: int  # channels (H for DSS)
     N: int  # DSS modes; 0 for scans, conv and layers without modes
     backend: str  # scan or conv backend, DSS path ('conv:fft'), layer path ('gate_loop:assoc')
+    layout: str = "dense"  # dense | reverse | varlen | varlen+reverse (impls/layouts.py: CASE_LAYOUTS)
 
     def __post_init__(self):
         for name in INT_FIELDS:
@@ -32,7 +33,9 @@ class CaseKey:
 
     @classmethod
     def from_row(cls, row):
-        """The key of a record row or any mapping holding the fields (JSON, pandas); sizes become ints."""
+        """The key of a record row or any mapping holding the fields (JSON, pandas); sizes become ints.
+        A row from before layouts (no `layout`, or an empty one) is a dense case."""
+        row = {**row, "layout": row.get("layout") or DENSE}
         missing = [name for name in CASE_FIELDS if name not in row]
         if missing:
             raise ValueError(f"a case needs the fields {list(CASE_FIELDS)}; missing {missing}")
@@ -51,6 +54,7 @@ def _as_int(name, value):
     return whole
 
 
+DENSE = "dense"
 CASE_FIELDS = tuple(f.name for f in fields(CaseKey))
 INT_FIELDS = ("B", "L", "D", "N")
 RECORD_KEY = ("suite",) + CASE_FIELDS  # what compare pairs BASE and NEW rows on

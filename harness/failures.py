@@ -8,6 +8,7 @@ there is any failure, after every row and the report are written."""
 import math
 from dataclasses import dataclass
 
+from .case_key import DENSE
 from .compare import _number
 from .crashes import NOT_FINISHED
 
@@ -20,7 +21,7 @@ class Failure:
     family: str
     backend: str
     dtype: str
-    quantity: str  # h, h_last, grad_a, ... (accuracy); the worst quantity of the check (perf)
+    quantity: str  # h, h_last, grad_a, ... (accuracy; "h [varlen]" in a reverse or packed layout); the worst quantity of the check (perf)
     worst_ratio: float  # largest error / allowed error over the cases
     cases: int
     example: str  # one failing case: its L, regime, mode
@@ -43,8 +44,8 @@ def failures(rows):
         elif _case(row) in outside:
             continue
         elif row.get("suite") == "accuracy" and row.get("metric") == "passed" and _number(row.get("value")) == 0:
-            quantity = row["mode"]
-            ratio = ratios.get((row["unit_id"], quantity), math.inf)
+            ratio = ratios.get((row["unit_id"], row["mode"]), math.inf)
+            quantity = row["mode"] + (f" [{row['layout']}]" if row.get("layout") not in (None, "", DENSE) else "")
             example = f"L={row.get('L')}, {row.get('regime')}"
         elif row.get("suite") == "perf" and row.get("metric") == "worst_ratio" and not _number(row.get("value")) <= 1:
             quantity, ratio = row.get("note") or "?", _number(row.get("value"))

@@ -1,5 +1,6 @@
 """Inputs for every sweep and test, by named regime, generated in float64 on the CPU from a seed
 and then cast, so the same case is the same numbers on every device and in every dtype."""
+import itertools
 import math
 
 import torch
@@ -66,6 +67,27 @@ def scan_inputs(batch, length, channels, dtype=torch.float32, gate_regime="sigmo
         h0 = None if h0 is None else _complexify(h0, g)
     cast = lambda t: None if t is None else t.to(dtype=dtype, device=device)
     return cast(a), cast(kv), cast(h0)
+
+
+# after a packed row's one long sequence, pieces in turn: empty ones, one step, and lengths either side
+# of the backends' chunk and block edges (chunked's 8, native's reverse blocks of 16, GPU chunks of 64)
+PACKED_PIECES = (0, 1, 7, 8, 9, 15, 16, 17, 0, 63, 64, 65, 2)
+
+
+def packed_lengths(length):
+    """Lengths of the sequences a packed row of `length` steps holds, summing to it: one long sequence
+    (half the row), then PACKED_PIECES in turn, the last cut to fit."""
+    pieces, left = [length // 2], length - length // 2
+    for piece in itertools.cycle(PACKED_PIECES):
+        if left == 0:
+            return pieces
+        pieces.append(min(piece, left))
+        left -= pieces[-1]
+
+
+def packed_offsets(lengths, device="cpu"):
+    """cu_seqlens (N + 1,) int64 for sequence lengths."""
+    return torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int64, device=device)
 
 
 def dss_parameters(modes, channels, dtype=torch.float32, decay="fast", seed=0, device="cpu"):

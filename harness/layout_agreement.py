@@ -8,12 +8,12 @@ from hypothesis import note
 from hypothesis import strategies as st
 
 from ..impls import oracle
-from ..impls.layouts import VARLEN, boundary_gates, sequences
+from ..impls.layouts import sequences
 
 from .agreement import _failed, is_jit
 from .inputs import scan_inputs
 from .strategies import channel_counts, chunk_edges, gate_regimes, kv_regimes, packed_segment_lengths, seeds
-from .verify import check_scan, judge_output, scan_references
+from .verify import check_scan, gates_seen, judge_output, scan_references
 
 
 def _packed_inputs(backend, dtype, data, max_len=300):
@@ -31,8 +31,7 @@ def _packed_inputs(backend, dtype, data, max_len=300):
 def _in_domain(backend, a, cu_seqlens, references=()):
     """The declared domain, judged on the gates the backend's path sees: with the varlen adapter, a
     zero gate at each sequence's first step (a log-space backend's log span grows by them)."""
-    seen = a if cu_seqlens is None or VARLEN in backend.native_layouts else boundary_gates(a, cu_seqlens)
-    outside = backend.tolerance(a.dtype).domain.violations(seen, references=references)
+    outside = backend.tolerance(a.dtype).domain.violations(gates_seen(backend, a, cu_seqlens), references=references)
     note(f"outside the declared domain: {outside}" if outside else "inside the declared domain")
     return not outside
 

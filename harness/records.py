@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .case_key import DENSE
 from .machine import code_state, machine_info
 from .shard import Shard
 
@@ -40,6 +41,7 @@ SCHEMA = {
     "mode": "forward | forward+backward (perf); the quantity checked (accuracy)",
     "device": "cpu | cuda",
     "dtype": "float32 | float64 | complex64 | complex128 | bfloat16 | float16 ( on a skipped row: every dtype)",
+    "layout": "dense | reverse | varlen | varlen+reverse: the scan's direction and packing (dense on rows from before layouts)",
     "B": "batch", "L": "sequence length", "D": "channels (H for DSS)", "N": "DSS modes (0 for scans)",
     "regime": "gate/kv regime (scan accuracy), kernel decay (DSS), '' for perf",
     "metric": "what value measures: see README 'Metrics' ('skipped': not run here, note says why)",
@@ -317,7 +319,12 @@ def _read_rows(path):
     if torn:
         print(f"note: {path} ends in a torn line (a run killed while writing): read as an unfinished run, "
               "without its torn unit", file=sys.stderr)
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SCHEMA))
+    if not rows:
+        return pd.DataFrame(columns=list(SCHEMA))
+    frame = pd.DataFrame(rows)
+    # records from before layouts have no `layout`; skipped rows have an empty one: both are dense cases
+    frame["layout"] = frame["layout"].replace("", DENSE).fillna(DENSE) if "layout" in frame else DENSE
+    return frame
 
 
 @dataclass

@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .case_key import CASE_FIELDS  # noqa: E402
+from ..impls.layouts import CASE_LAYOUTS  # noqa: E402
+from .case_key import CASE_FIELDS, DENSE  # noqa: E402
 from .crashes import NOT_FINISHED  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_sweeps, load_rows  # noqa: E402
@@ -28,7 +29,17 @@ def _number(rows, metric):
 
 
 def accuracy_tables(rows):
-    """(summary, by_regime) DataFrames from accuracy rows."""
+    """(summary, by_regime, every quantity's ratio) DataFrames from accuracy rows; the first two of
+    dense cases (reverse and packed ones: layout_table)."""
+    ratio = _ratios(rows)
+    dense = ratio[ratio["layout"] == DENSE]
+    return _summary(dense), _by_regime(dense), ratio
+
+
+def _ratios(rows):
+    """One row per (case, quantity): worst error / tolerance, errors, in domain, passed."""
+    if "layout" not in rows:
+        rows = rows.assign(layout=DENSE)
     ratio = _number(rows, "worst_ratio")
     domain = _number(rows, "in_domain")[["unit_id", "value"]].rename(columns={"value": "in_domain"})
     ratio = ratio.merge(domain, on="unit_id", how="left")
@@ -38,7 +49,10 @@ def accuracy_tables(rows):
     ratio = ratio.merge(err, on=["unit_id", "mode"]).merge(rms, on=["unit_id", "mode"])
     ratio["passed"] = ratio["value"] <= 1
     ratio["kind"] = ratio["mode"].map(lambda q: "gradient" if q.startswith("grad") else "output")
+    return ratio
 
+
+def _summary(ratio):
     def summarise(group):
         inside, outside = group[group.in_domain], group[~group.in_domain]
         return pd.Series({
@@ -53,10 +67,30 @@ def accuracy_tables(rows):
         })
 
     keys = ["family", "backend", "dtype"]
-    summary = ratio.groupby(keys).apply(summarise, include_groups=False).reset_index()
-    regime = ratio.pivot_table(index=["family", "backend", "dtype"], columns="regime", values="value",
-                               aggfunc="max").reset_index()
-    return summary, regime, ratio
+    return ratio.groupby(keys).apply(summarise, include_groups=False).reset_index()
+
+
+def _by_regime(ratio):
+    return ratio.pivot_table(index=["family", "backend", "dtype"], columns="regime", values="value",
+                             aggfunc="max").reset_index()
+
+
+def layout_table(ratio):
+    """Per scan backend and dtype, one column per layout (dense, reverse, varlen, varlen+reverse): the
+    worst error / tolerance over its in-domain cases and quantities, and how many of those passed;
+    None when the rows hold no reverse or packed case."""
+    scans = ratio[ratio["family"] == "scan"]
+    if not (scans["layout"] != DENSE).any():
+        return None
+
+    def cell(group):
+        inside = group[group.in_domain]
+        if inside.empty:
+            return f"out of domain ({group.unit_id.nunique()} cases)"
+        return f"{inside.value.max():.3g} ({int(inside.passed.sum())}/{len(inside)})"
+
+    table = scans.groupby(["backend", "dtype", "layout"]).apply(cell, include_groups=False).unstack("layout")
+    return table[[c for c in CASE_LAYOUTS if c in table.columns]].fillna("-").reset_index()
 
 
 def perf_table(rows):
@@ -208,11 +242,20 @@ def render_machine(machine_dir):
                     + summary.to_markdown(index=False, floatfmt=".3g")
                     + "\n\n## Worst error / tolerance by regime\n\n" + regime.to_markdown(index=False, floatfmt=".3g")
                     + "\n\n![error vs L](plots/accuracy-error-vs-L.png)\n")
-            for family, part in ratio.groupby("family"):
+            layouts = layout_table(ratio)
+            if layouts is not None:
+                text += ("\n## Reverse and packed sequences\n\nEach cell: the worst error / tolerance over a backend's "
+                         "in-domain cases and quantities in that layout, and how many passed. `reverse` scans from "
+                         "the last step; `varlen` packs sequences of mixed lengths (0, 1, either side of chunk edges) "
+                         "in one row, each from its own start (impls/layouts.py). A backend without a native path "
+                         "runs them through the exact adapters (`python run_bench.py list` says which).\n\n"
+                         + layouts.to_markdown(index=False) + "\n")
+            dense = ratio[ratio["layout"] == DENSE]
+            for family, part in dense.groupby("family"):
                 plot_errors(part, plots / ("accuracy-error-vs-L.png" if family == "scan" else f"accuracy-{family}-error-vs-L.png"),
                             f"{family}: error vs L")
-            if (ratio["dtype"] == "bfloat16").any():
-                plot_errors(ratio[ratio["family"] == "scan"], plots / "accuracy-bfloat16-error-vs-L.png",
+            if (dense["dtype"] == "bfloat16").any():
+                plot_errors(dense[dense["family"] == "scan"], plots / "accuracy-bfloat16-error-vs-L.png",
                             "scan, bfloat16 inputs: error vs L (oracle on the same bf16 inputs)", "bfloat16")
                 text += ("\n## bfloat16: error against L\n\nWhat training in bfloat16 costs each backend: a backend "
                          "rounding every step in bf16 drifts with L, one accumulating in float32 stays at the output's "

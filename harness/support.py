@@ -27,6 +27,7 @@ def skipped_rows(suite, family, backends, device, dtypes):
 
 def skipped_row(suite, family, backend, device, dtype, reason, **where):
     return dict({"B": "", "L": "", "D": "", "N": "", "regime": ""}, **where, suite=suite, family=family,
-                unit_id=f"{SKIPPED}|{family}|{backend}|{dtype}|{where.get('regime', '')}|{where.get('L', '')}",
+                unit_id=f"{SKIPPED}|{family}|{backend}|{dtype}|{where.get('regime', '')}|{where.get('L', '')}"
+                        + (f"|{where['layout']}" if where.get("layout", "dense") != "dense" else ""),
                 backend=backend, mode="", device=device, dtype=dtype, metric=SKIPPED, value=None, unit="",
                 note=reason)

@@ -1,6 +1,7 @@
 """Sweeps are data: presets that command-line flags override field by field.
 
-accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients.
+accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients; scans also
+reverse and packed (varlen) at the layout lengths.
 gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65536, float32 and bfloat16.
 perf: per family (scan, conv, dss, layer), every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
 Timing rounds: at least `rounds`, then more while any case's IQR is 10% of its median or more, up to
@@ -11,12 +12,16 @@ import copy
 SCAN_DTYPES = ["float32", "float64", "complex64", "complex128", "bfloat16", "float16"]
 MODES = ["forward", "forward+backward"]
 
+# reverse and packed cases (impls/layouts.py), every gate regime and the first kv regime, at the
+# preset's layout_lengths (the accuracy sweep's own --lengths when given): one more pass per layout
+LAYOUT_CASES = {"layouts": ["reverse", "varlen", "varlen+reverse"]}
+
 PRESETS = {
     # every family and backend at a few sizes, in at most 3 minutes on 2 cores (README: presets)
     "quick": {
         "accuracy": {"lengths": [1, 127, 1024], "batch": 2, "channels": 4, "dtypes": SCAN_DTYPES,
                      "gate_regimes": ["sigmoid", "zeros", "signed"], "kv_regimes": ["mixed"],
-                     "gradients_max_len": 127, "backends": None},
+                     "gradients_max_len": 127, "backends": None, **LAYOUT_CASES, "layout_lengths": [127]},
         "perf": {
             "scan": {"lengths": [256, 1024], "batch": 4, "channels": 64, "dtypes": ["float32"], "modes": MODES,
                      "backends": None},
@@ -34,7 +39,8 @@ PRESETS = {
     "full": {
         "accuracy": {"lengths": [1, 2, 7, 127, 128, 1021, 1024, 4099, 16384], "batch": 2, "channels": 16,
                      "dtypes": SCAN_DTYPES, "gate_regimes": ["sigmoid", "long_memory", "zeros", "ones", "signed"],
-                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None},
+                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None, **LAYOUT_CASES,
+                     "layout_lengths": [127, 1021, 4099]},
         "perf": {
             "scan": {"lengths": [256, 1024, 4096, 16384, 65536], "batch": 4, "channels": 256,
                      "dtypes": ["float32", "float64"], "modes": MODES, "backends": None},
@@ -54,7 +60,8 @@ PRESETS = {
     "gpu": {
         "accuracy": {"lengths": [1, 127, 1024, 4099, 16384], "batch": 2, "channels": 64, "dtypes": SCAN_DTYPES,
                      "gate_regimes": ["sigmoid", "long_memory", "zeros", "ones", "signed"],
-                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None},
+                     "kv_regimes": ["normal", "mixed"], "gradients_max_len": 4099, "backends": None, **LAYOUT_CASES,
+                     "layout_lengths": [127, 4099]},
         "perf": {
             "scan": {"lengths": [1024, 4096, 16384, 65536], "batch": 8, "channels": 1536,
                      "dtypes": ["float32", "bfloat16"], "modes": MODES, "backends": None},
@@ -71,7 +78,7 @@ PRESETS = {
     "ci": {
         "accuracy": {"lengths": [1, 127, 1024], "batch": 2, "channels": 4, "dtypes": ["float32", "float64"],
                      "gate_regimes": ["sigmoid", "zeros"], "kv_regimes": ["mixed"], "gradients_max_len": 127,
-                     "backends": None},
+                     "backends": None, **LAYOUT_CASES, "layout_lengths": [127]},
         "perf": {
             "scan": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
                      "backends": None},

@@ -2,6 +2,8 @@
 oracle, which scans each sequence on its own; the oracle against worked numbers; bad offsets refused.
 
 The properties live in harness/layout_agreement.py, which the pytest plugin runs on a user's backend."""
+import re
+
 import pytest
 import torch
 
@@ -182,3 +184,71 @@ def test_the_sequence_by_sequence_path_asks_the_backends_limits_of_each_sequence
 def test_the_oracle_refuses_bad_offsets_by_name():
     with pytest.raises(ValueError, match="cu_seqlens must start at 0 and end at L = 5"):
         oracle(A, KV, None, cu_seqlens=torch.tensor([0, 2, 4]))
+
+
+LEAKY = '''import torch
+from scanlab.impls.plugins import scan_backend
+from scanlab.impls.tolerances import Tolerance
+
+
+def _leaky(a, kv, h0, cu_seqlens=None):
+    """A packed path that forgets the boundaries: the whole row as one sequence from h0[0]."""
+    h = torch.zeros_like(kv[:, 0]) if h0 is None else h0 if cu_seqlens is None else h0[:1]
+    states = []
+    for t in range(kv.shape[1]):
+        h = a[:, t] * h + kv[:, t]
+        states.append(h)
+    out = torch.stack(states, 1)
+    return out, out[:, -1] if cu_seqlens is None else out[0, (cu_seqlens[1:] - 1).clamp_min(0)]
+
+
+leaky = scan_backend("leaky", _leaky, dtypes=(torch.float64,), native_layouts=("varlen",),
+                     tolerances={torch.float64: Tolerance(rtol=1e-12, atol=1e-300, grad_rtol=1e-12)})
+'''
+
+
+def test_the_accuracy_sweep_judges_each_layout_in_rows_of_its_own(tmp_path):
+    """A varlen path that leaks state across boundaries passes every dense and reverse case and fails
+    the packed ones: exit 1 naming the layout, and the report's layout section shows where."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scanlab.harness.records import load_rows
+
+    (tmp_path / "leaky_kernels.py").write_text(LEAKY)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "run_bench.py"), "accuracy", "--backend-module",
+                           str(tmp_path / "leaky_kernels.py"), "--backends", "leaky", "--lengths", "40",
+                           "--dtypes", "float64", "--channels", "2", "--no-progress", "--reports", str(tmp_path)],
+                          capture_output=True, text=True, cwd=root, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    named = [line.split(":")[0].strip() for line in done.stdout.splitlines() if line.startswith("  accuracy scan leaky")]
+    assert "accuracy scan leaky float64 h [varlen]" in named and "accuracy scan leaky float64 h [varlen+reverse]" in named
+    assert not any("[reverse]" in n or n.endswith(" h") for n in named), named  # dense and reverse are right
+    rows = load_rows(tmp_path / next(p.name for p in tmp_path.iterdir() if p.is_dir()))
+    packed = rows[(rows["layout"] == "varlen") & (rows["metric"] == "passed") & (rows["mode"] == "h")]
+    assert len(packed) == 3 and set(packed["B"]) == {1}  # the quick preset's 3 gate regimes, one packed row each
+    report = subprocess.run([sys.executable, str(root / "run_bench.py"), "report", "--reports", str(tmp_path)],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    text = next(tmp_path.glob("*/accuracy.md")).read_text()
+    section = text.split("## Reverse and packed sequences")[1]
+    [leaky_row] = [line for line in section.splitlines() if line.startswith("| leaky")]
+    cells = [re.fullmatch(r"(\S+) \((\d+)/(\d+)\)", cell.strip()) for cell in leaky_row.split("|")[3:7]]
+    (dense, reverse, varlen, both) = [(float(m[1]), int(m[2]), int(m[3])) for m in cells]
+    assert dense[0] <= 1 and dense[1] == dense[2] == 15 and reverse[0] <= 1 and reverse[1] == 15, (report.stderr, leaky_row)
+    assert varlen[0] > 1 and varlen[1] < varlen[2] == 15 and both[0] > 1
+
+
+def test_records_from_before_layouts_are_dense_cases(tmp_path):
+    import json
+
+    from scanlab.harness.case_key import CaseKey
+    from scanlab.harness.records import load_rows
+
+    old = {"suite": "perf", "family": "scan", "device": "cpu", "dtype": "float32", "mode": "forward", "B": 1,
+           "L": 8, "D": 2, "N": 0, "backend": "assoc", "metric": "time_s", "value": 1.0}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n" + json.dumps({**old, "backend": "native", "layout": ""}) + "\n")
+    assert load_rows(path)["layout"].tolist() == ["dense", "dense"]
+    assert CaseKey.from_row(old).layout == "dense"
