@@ -262,7 +262,7 @@ def _check_backends(names, family, here=True):
             if here and not known[name].available:
                 raise UserError(f"--backends: {name!r} is unavailable: {known[name].unavailable_reason}")
         return
-    if family == "scan":
+    if family in ("scan", "varlen"):
         valid = list(scan_backends())
     elif family == "conv":
         valid = list(all_conv_backends())

@@ -4,15 +4,17 @@ from typing import Callable, Optional
 
 import torch
 
-from ..impls import GSS, SimpleGateLoopLayer, all_conv_backends, dss_forward, get_conv_backend, get_scan_backend
+from ..impls import (GSS, SimpleGateLoopLayer, UnsupportedInputError, all_conv_backends, dss_forward, get_conv_backend,
+                     get_scan_backend)
 from ..impls.dss import path_tolerance
+from ..impls.layouts import layout_of
 from ..impls.tolerances import lookup
 
 from .case_key import CaseKey
 from .floor import copy_pass, floor_pass
-from .inputs import conv_inputs, dss_parameters, scan_inputs
-from .verify import (check_conv, check_dss_gradients, check_scan, dss_reference, judge_normwise, judge_output,
-                     scan_references)
+from .inputs import conv_inputs, dss_parameters, packed_lengths, packed_offsets, scan_inputs
+from .verify import (check_conv, check_dss_gradients, check_scan, dss_reference, gates_seen, judge_normwise,
+                     judge_output, layout_arguments, scan_references)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
           "complex128": torch.complex128, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -22,7 +24,7 @@ BACKWARD = "forward+backward"
 def family_dtypes(family):
     """The dtypes a family's cases take. A scan backend that does not take one of them is skipped
     with its reason (support.py); the other families' backends all take the same two."""
-    if family == "scan":
+    if family in ("scan", "varlen"):
         return list(DTYPES)
     if family == "conv":
         taken = {dtype for backend in all_conv_backends().values() for dtype in backend.dtypes}
@@ -65,7 +67,7 @@ def _forward_or_both(forward, leaves, mode):
     return run
 
 
-def _timed_call(backend, mode, *inputs):
+def _timed_call(backend, mode, *inputs, **layout):
     """The call a timing loop makes: the kernel alone, its inputs checked once here (README: what a
     timed call includes). Forward+backward: the inputs become leaves first, so that what the checks
     hand the kernel (a convolution's K cut to L) is part of the graph. An `impls/` older than
@@ -76,9 +78,9 @@ def _timed_call(backend, mode, *inputs):
             if leaf is not None:
                 leaf.requires_grad_()
     if hasattr(backend, "kernel"):
-        return backend.kernel(*inputs)
+        return backend.kernel(*inputs, **layout)
     with torch.no_grad():
-        backend(*inputs)
+        backend(*inputs, **layout)
     if backend.kind == "conv":
         inputs = (inputs[0], inputs[1][: inputs[0].shape[1]])
     fn = backend.fn
@@ -86,21 +88,30 @@ def _timed_call(backend, mode, *inputs):
 
 
 def scan_case(key):
+    """A scan backend on (B, L, D) inputs; a packed layout is one row of packed_lengths(L) sequences
+    (the varlen family), timed through the backend's own path or the adapter, whichever it runs."""
     dtype, device = DTYPES[key.dtype], key.device
     backend = get_scan_backend(key.backend)
+    reverse, packed = layout_of(key.layout)
     a, kv, _ = scan_inputs(key.B, key.L, key.D, dtype, seed=key.L, with_h0=False, device=device)
+    cu_seqlens = packed_offsets(packed_lengths(key.L), device) if packed else None
+    layout = layout_arguments(reverse, cu_seqlens)
     if key.mode == BACKWARD and not backend.differentiable:
         return Case(key, None, 0, 0, None, "it declares no gradient (forward only)")
     refusal = backend.refusal(a, kv, None)
-    kernel = None if refusal else _timed_call(backend, key.mode, a, kv, None)
+    try:
+        kernel = None if refusal else _timed_call(backend, key.mode, a, kv, None, **layout)
+    except UnsupportedInputError as error:  # packed sequences through an adapter its limits refuse
+        kernel, refusal = None, str(error)
     run = _forward_or_both(lambda: kernel()[0], [a, kv], key.mode)
     elements = a.numel()
     # forward reads a, kv and writes h; backward also reads dh, a, h and writes da, dkv
     tensors = 8 if key.mode == BACKWARD else 3
     gradients = key.mode == BACKWARD
-    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=gradients)
+    check = lambda: check_scan(backend, a.detach(), kv.detach(), None, gradients=gradients, **layout)
     outside = lambda: backend.tolerance(dtype).domain.violations(
-        a.detach(), references=scan_references(a.detach(), kv.detach(), None, gradients and backend.differentiable))
+        gates_seen(backend, a.detach(), cu_seqlens),
+        references=scan_references(a.detach(), kv.detach(), None, gradients and backend.differentiable, **layout))
     return Case(key, run, tensors * elements * _itemsize(dtype), key.B * key.L, check, refusal, outside)
 
 
@@ -207,7 +218,7 @@ def alloc_case(key):
     return Case(key, lambda: torch.ones(shape, dtype=dtype, device=key.device), key.B * key.L * key.D * _itemsize(dtype), 0)
 
 
-BUILDERS = {"scan": scan_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
+BUILDERS = {"scan": scan_case, "varlen": scan_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
 def build(key: CaseKey):

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..impls import all_scan_backends
 
-from .case_key import CaseKey
+from .case_key import DENSE, CaseKey
 from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,
                       quarantine_note, quarantined_from, raised_note)
 from .cases import build
@@ -22,6 +22,7 @@ from .timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}
 COPY = "copy"  # CUDA sweeps also time a plain copy: `copy_fraction` is a case's GB/s over the copy's
+SCAN_FAMILIES = ("scan", "varlen")  # families whose cases are scan backends (varlen: packed rows beside dense ones)
 MEMORY_UNIT = "memory"  # CPU peaks: one unit, measured after every timed group
 
 
@@ -32,28 +33,28 @@ def floor_names(device):
 def default_backends(family, device="cpu"):
     """Every scan backend that runs on `device` (the others are recorded as skipped), or the layers over them."""
     scans = [name for name, b in all_scan_backends().items() if runnable(b, device)]
-    if family == "scan":
+    if family in SCAN_FAMILIES:
         return scans
     if family == "layer":
         return [f"gate_loop:{name}" for name in scans] + ["gss:conv:fft", "gss:recurrent:chunked"]
     raise ValueError(f"family {family!r} needs an explicit backend list")
 
 
-def scan_skips(config, device):
+def scan_skips(config, device, family="scan"):
     """`skipped` rows for the scan backends this sweep leaves out on `device` or in one of its dtypes."""
     named = config.get("backends")
     scans = all_scan_backends()
     backends = {n: b for n, b in scans.items() if not named or n in named}
-    unknown = [skipped_row("perf", "scan", name, device, "", "no scan backend of this name in this tree")
+    unknown = [skipped_row("perf", family, name, device, "", "no scan backend of this name in this tree")
                for name in named or () if name not in scans]
-    return skipped_rows("perf", "scan", backends, device, config["dtypes"]) + unknown
+    return skipped_rows("perf", family, backends, device, config["dtypes"]) + unknown
 
 
 def perf_groups(family, config, device):
     """(unit_id, [CaseKey, ...]) per group of cases compared in one interleaved measurement."""
     backends = config.get("backends") or default_backends(family, device)
-    if family == "scan":
-        scans = all_scan_backends()
+    scans = all_scan_backends()
+    if family in SCAN_FAMILIES:
         # a name this tree does not know (ab: a revision before or after it existed) has no case here
         backends = [name for name in backends if name in scans and runnable(scans[name], device)]
     groups = []
@@ -61,12 +62,14 @@ def perf_groups(family, config, device):
         for length in config["lengths"]:
             for modes in config.get("modes_N", [0]):
                 for mode in config["modes"]:
-                    keys = [CaseKey(family=family, backend=name, mode=mode, device=device, dtype=dtype, B=config["batch"],
-                                    L=length, D=config["channels"], N=modes)
-                             for name in backends
-                             if not (name in ("direct", "conv:direct") and length > config.get("direct_max_len", length))
-                             and (family != "scan" or runnable(scans[name], device, dtype))]
-                    groups.append((f"{family}|{dtype}|{length}|{modes}|{mode}", keys))
+                    for layout in config.get("layouts", [DENSE]):
+                        keys = [CaseKey(family=family, backend=name, mode=mode, device=device, dtype=dtype,
+                                        B=config["batch"], L=length, D=config["channels"], N=modes, layout=layout)
+                                for name in backends
+                                if not (name in ("direct", "conv:direct") and length > config.get("direct_max_len", length))
+                                and (family not in SCAN_FAMILIES or runnable(scans[name], device, dtype))]
+                        suffix = "" if layout == DENSE else f"|{layout}"
+                        groups.append((f"{family}|{dtype}|{length}|{modes}|{mode}{suffix}", keys))
     return groups
 
 
@@ -81,6 +84,8 @@ def _checked(key, unit_id, rows, cold_s):
     Its first call is timed before anything else touches that shape: that is the compile time.
     """
     case = build(key)
+    if key.layout != DENSE:
+        rows.append(layout_path_row(key, unit_id))
     if case.refusal:
         rows.append(perf_row(key, unit_id, "time_s", None, "s", note=f"cannot take these inputs: {case.refusal}"))
         return None
@@ -95,6 +100,14 @@ def _checked(key, unit_id, rows, cold_s):
     worst = max(verdicts, key=lambda v: v.worst_ratio)
     rows.append(perf_row(key, unit_id, "time_s", None, "s", note=failed_check_note(worst.quantity, worst.worst_ratio, outside)))
     return None
+
+
+def layout_path_row(key, unit_id):
+    """Whether the backend runs the key's reverse or packed layout on its own path (1) or through the
+    exact adapters of impls/layouts.py (0): recorded, as a plugin's backend is not known to `report`."""
+    wanted = set(key.layout.split("+"))
+    own = wanted <= set(all_scan_backends()[key.backend].native_layouts)
+    return perf_row(key, unit_id, "native_layout", float(own), "1", note="native" if own else "adapter")
 
 
 def check_rows(key, unit_id, verdicts, outside):
@@ -205,7 +218,7 @@ def run_perf(family, config, device, reports_dir, rounds: Rounds, min_sample_s, 
         if run.meta["status"] == "complete":
             return run
         done = run.done_units()
-        skipped = [r for r in (scan_skips(config, device) if family == "scan" else [])
+        skipped = [r for r in (scan_skips(config, device, family) if family in SCAN_FAMILIES else [])
                    if r["unit_id"] not in done] if shard.index == 1 else []
         if skipped:
             run.add_unit(skipped)

@@ -97,7 +97,7 @@ def perf_table(rows):
     """One row per (family, dtype, mode, L, backend) with every metric as a column."""
     keys = list(CASE_FIELDS)
     values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "copy_fraction", "peak_bytes",
-                                       "worst_ratio", "compile_s", "tokens_per_s"])]
+                                       "worst_ratio", "compile_s", "tokens_per_s", "native_layout"])]
     wide = values.assign(value=pd.to_numeric(values["value"], errors="coerce")).pivot_table(
         index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     times = rows[rows["metric"] == "time_s"].set_index(keys)
@@ -146,8 +146,8 @@ def peak_mib(value, device):
 
 def perf_markdown(table):
     out = []
-    for (family, dtype, mode), group in table.groupby(["family", "dtype", "mode"], sort=False):
-        out.append(f"\n### {family} · {dtype} · {mode}\n")
+    for (family, dtype, mode, layout), group in table.groupby(["family", "dtype", "mode", "layout"], sort=False):
+        out.append(f"\n### {family} · {dtype} · {mode}" + (f" · {layout}" if layout != DENSE else "") + "\n")
         shown = pd.DataFrame({
             "L": group["L"], "N": group["N"], "backend": group["backend"],
             "time (ms) [p20, p80]": [f"{_fmt(t * 1e3, '.3g')} [{_fmt(lo * 1e3, '.3g')}, {_fmt(hi * 1e3, '.3g')}]"
@@ -170,6 +170,39 @@ def perf_markdown(table):
         if not (group["N"] > 0).any():
             shown = shown.drop(columns="N")
         out.append(shown.to_markdown(index=False))
+    return "\n".join(out) + "\n"
+
+
+def varlen_markdown(table):
+    """The varlen family's summary: per backend, its packed time beside its dense time on the same
+    (1, L, D), each as a multiple of the floor measured in its own group, and their ratio (what
+    packing costs: the adapter's zero gates and folded starts, or the backend's own path). '' when
+    the table holds no varlen family."""
+    rows = table[(table["family"] == "varlen") & ~table["backend"].isin(["floor", "floor_prealloc", "copy"])]
+    if rows.empty or "floor_multiple" not in rows:
+        return ""
+    out = ["\n## Packed sequences beside dense ones\n",
+           "One row of `packed_lengths(L)` sequences (half the row in one, then lengths 0, 1 and either side of "
+           "chunk edges) against the same (1, L, D) dense, each timed in its own group against the floor of the same "
+           "bytes. `varlen / dense` is the ratio of the two multiples of the floor: what packing costs. `path` is "
+           "the backend's own packed path (`native`) or the exact adapter of impls/layouts.py (`adapter`).\n"]
+    for (dtype, mode, length), group in rows.groupby(["dtype", "mode", "L"], sort=False):
+        wide = group.pivot_table(index="backend", columns="layout", values=["time_s", "floor_multiple", "native_layout"],
+                                 aggfunc="first", dropna=False)
+        if ("time_s", "varlen") not in wide or ("time_s", "dense") not in wide:
+            continue
+        out.append(f"\n### {dtype} · {mode} · L = {length}\n")
+        shown = pd.DataFrame({
+            "backend": wide.index,
+            "path": [{1: "native", 0: "adapter"}.get(v, "?") for v in wide["native_layout", "varlen"]],
+            "dense (ms)": [_fmt(v * 1e3, ".3g") for v in wide["time_s", "dense"]],
+            "dense x floor": [_fmt(v, ".3g") for v in wide["floor_multiple", "dense"]],
+            "varlen (ms)": [_fmt(v * 1e3, ".3g") for v in wide["time_s", "varlen"]],
+            "varlen x floor": [_fmt(v, ".3g") for v in wide["floor_multiple", "varlen"]],
+            "varlen / dense": [_fmt(v / d, ".3g") for v, d in zip(wide["floor_multiple", "varlen"],
+                                                                   wide["floor_multiple", "dense"])],
+        })
+        out.append(shown.sort_values("backend").to_markdown(index=False))
     return "\n".join(out) + "\n"
 
 
@@ -264,15 +297,17 @@ def render_machine(machine_dir):
         else:
             table = perf_table(rows)
             images = []
-            for (family, dtype, mode, N), group in table.groupby(["family", "dtype", "mode", "N"]):
-                name = f"{suite}-{dtype}-{mode.replace('+', '-')}" + (f"-N{N}" if N else "") + ".png"
-                plot_times(group, plots / name, f"{family} · {dtype} · {mode}" + (f" · N={N}" if N else ""))
+            for (family, dtype, mode, N, layout), group in table.groupby(["family", "dtype", "mode", "N", "layout"]):
+                name = (f"{suite}-{dtype}-{mode.replace('+', '-')}" + (f"-N{N}" if N else "")
+                        + (f"-{layout.replace('+', '-')}" if layout != DENSE else "") + ".png")
+                plot_times(group, plots / name, f"{family} · {dtype} · {mode}" + (f" · N={N}" if N else "")
+                           + (f" · {layout}" if layout != DENSE else ""))
                 images.append(f"![{name}](plots/{name})")
             text = (GENERATED + f"# Performance: {suite}\n\nMedian of interleaved rounds; `x floor` is the per-round "
                     "ratio to the bandwidth floor (harness/floor.py: fused elementwise passes moving the bytes the case "
                     "must move, allocating their outputs as every backend does), measured in the same rounds; "
                     "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
-                    "time.\n" + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
+                    "time.\n" + varlen_markdown(table) + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
         if sweep.unfinished:
             heading_end = text.index("\n", len(GENERATED))
             text = (text[:heading_end] + f"\n\n**Incomplete: shard {', '.join(sweep.unfinished)}.** Submit or run it "

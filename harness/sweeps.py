@@ -3,7 +3,8 @@
 accuracy: every backend x dtype x gate regime x kv regime x length, outputs and gradients; scans also
 reverse and packed (varlen) at the layout lengths.
 gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65536, float32 and bfloat16.
-perf: per family (scan, conv, dss, layer), every backend at each (L, dtype, mode), interleaved with the bandwidth floor.
+perf: per family (scan, conv, dss, layer, varlen), every backend at each (L, dtype, mode), interleaved with the
+bandwidth floor; varlen times packed rows and dense ones of the same size.
 Timing rounds: at least `rounds`, then more while any case's IQR is 10% of its median or more, up to
 `max_rounds` or `round_budget_s` seconds of rounds per group (harness/timing.py: Rounds).
 """
@@ -15,6 +16,10 @@ MODES = ["forward", "forward+backward"]
 # reverse and packed cases (impls/layouts.py), every gate regime and the first kv regime, at the
 # preset's layout_lengths (the accuracy sweep's own --lengths when given): one more pass per layout
 LAYOUT_CASES = {"layouts": ["reverse", "varlen", "varlen+reverse"]}
+
+# the varlen perf family: one row of packed_lengths(L) sequences (harness/inputs.py), each backend timed
+# packed and dense on the same (1, L, D), in groups of their own against the floor of the same bytes
+VARLEN_CASES = {"batch": 1, "channels": 256, "layouts": ["dense", "varlen"]}
 
 PRESETS = {
     # every family and backend at a few sizes, in at most 3 minutes on 2 cores (README: presets)
@@ -33,6 +38,8 @@ PRESETS = {
                     "direct_max_len": 4096},
             "layer": {"lengths": [256], "batch": 2, "channels": 32, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
+            "varlen": {"lengths": [4096], **VARLEN_CASES, "dtypes": ["float32"], "modes": MODES,
+                       "backends": ["native", "assoc", "chunked", "jax_scan"]},
         },
         "rounds": 6, "max_rounds": 12, "round_budget_s": 2.0, "min_sample_s": 0.005, "memory": True,
     },
@@ -53,6 +60,7 @@ PRESETS = {
                     "direct_max_len": 4096},
             "layer": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
+            "varlen": {"lengths": [4096, 16384], **VARLEN_CASES, "dtypes": ["float32"], "modes": MODES, "backends": None},
         },
         "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
@@ -72,6 +80,8 @@ PRESETS = {
                     "direct_max_len": 4096},
             "layer": {"lengths": [1024, 4096], "batch": 8, "channels": 512, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
+            "varlen": {"lengths": [16384, 65536], **VARLEN_CASES, "channels": 1536, "dtypes": ["float32"], "modes": MODES,
+                       "backends": None},
         },
         "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
@@ -89,12 +99,14 @@ PRESETS = {
                     "direct_max_len": 4096},
             "layer": {"lengths": [512], "batch": 2, "channels": 64, "dtypes": ["float32"], "modes": ["forward"],
                       "backends": None},
+            "varlen": {"lengths": [1024], **VARLEN_CASES, "dtypes": ["float32"], "modes": ["forward"],
+                       "backends": ["native", "assoc"]},
         },
         # at least 6 rounds: the fewest at which compare's Mann-Whitney test can reach p < 0.002
         "rounds": 6, "max_rounds": 12, "round_budget_s": 3.0, "min_sample_s": 0.01, "memory": False,
     },
 }
-FAMILIES = ("scan", "conv", "dss", "layer")
+FAMILIES = ("scan", "conv", "dss", "layer", "varlen")
 
 
 def preset(name):

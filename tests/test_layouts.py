@@ -252,3 +252,35 @@ def test_records_from_before_layouts_are_dense_cases(tmp_path):
     path.write_text(json.dumps(old) + "\n" + json.dumps({**old, "backend": "native", "layout": ""}) + "\n")
     assert load_rows(path)["layout"].tolist() == ["dense", "dense"]
     assert CaseKey.from_row(old).layout == "dense"
+
+
+def test_the_varlen_perf_family_times_packed_rows_beside_dense_ones_and_fails_a_wrong_packed_path(tmp_path):
+    """Packed and dense groups of the same (1, L, D), each with its floor; a packed path that leaks
+    state is checked before it is timed: no time, exit 1; the report puts the two side by side."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from scanlab.harness.records import load_rows
+
+    (tmp_path / "leaky_kernels.py").write_text(LEAKY)
+    root = Path(__file__).resolve().parent.parent
+    run = lambda *argv: subprocess.run([sys.executable, str(root / "run_bench.py"), *argv], capture_output=True,
+                                       text=True, cwd=root, timeout=600)
+    done = run("perf", "--family", "varlen", "--backend-module", str(tmp_path / "leaky_kernels.py"), "--backends",
+               "leaky,native", "--lengths", "100", "--dtypes", "float64", "--channels", "3", "--modes", "forward",
+               "--rounds", "2", "--no-memory", "--no-progress", "--reports", str(tmp_path))
+    assert done.returncode == 1 and "perf varlen leaky float64 h" in done.stdout, done.stdout + done.stderr
+    rows = load_rows(next(tmp_path.glob("*/runs/perf-varlen-*.jsonl")))
+    times = rows[rows["metric"] == "time_s"].set_index(["backend", "layout"])["value"]
+    assert set(rows["B"]) == {1} and set(rows["family"]) == {"varlen"}
+    assert pd.isna(times["leaky", "varlen"]) and times["leaky", "dense"] > 0 and times["native", "varlen"] > 0
+    assert times["floor", "varlen"] > 0 and times["floor", "dense"] > 0  # each group against its own floor
+    run("report", "--reports", str(tmp_path))
+    section = next(tmp_path.glob("*/perf-varlen.md")).read_text().split("## Packed sequences beside dense ones")[1]
+    [leaky] = [line for line in section.splitlines() if line.startswith("| leaky")]
+    [native] = [line for line in section.splitlines() if line.startswith("| native")]
+    assert leaky.split("|")[2].strip() == "native" and leaky.split("|")[5].strip() == "-"  # declared native, no time
+    assert all(float(cell) > 0 for cell in native.split("|")[3:8])

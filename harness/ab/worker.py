@@ -48,12 +48,12 @@ class Cases:
 
     def groups(self, request):
         """The perf groups this side's `impls` makes of the family's config, and the backends it skips."""
-        from ..perf import perf_groups, scan_skips
+        from ..perf import SCAN_FAMILIES, perf_groups, scan_skips
 
         family, config, device = request["family"], request["config"], request["device"]
         groups = perf_groups(family, config, device)
         return {"groups": [[unit_id, [key.as_row() for key in keys]] for unit_id, keys in groups],
-                "skipped": scan_skips(config, device) if family == "scan" else []}
+                "skipped": scan_skips(config, device, family) if family in SCAN_FAMILIES else []}
 
     def time(self, request):
         from ..timing import seconds_per_call
