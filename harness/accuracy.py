@@ -3,9 +3,8 @@
 from tqdm import tqdm
 
 from ..impls import UnsupportedInputError, all_scan_backends, conv_backends
-from ..impls.layouts import layout_of
 
-from .case_key import DENSE, CaseKey
+from .case_key import DENSE, CaseKey, layout_of
 from .crashes import (CRASHED, QUARANTINED, RAISED, open_sweep_run, not_finished_rows, quarantine_note,
                       quarantined_from, raised_note)
 from .isolation import CaseCrashed, InProcess

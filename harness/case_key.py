@@ -17,7 +17,7 @@ class CaseKey:
     D: int  # channels (H for DSS)
     N: int  # DSS modes; 0 for scans, conv and layers without modes
     backend: str  # scan or conv backend, DSS path ('conv:fft'), layer path ('gate_loop:assoc')
-    layout: str = "dense"  # dense | reverse | varlen | varlen+reverse (impls/layouts.py: CASE_LAYOUTS)
+    layout: str = "dense"  # dense | reverse | varlen | varlen+reverse (CASE_LAYOUTS)
 
     def __post_init__(self):
         for name in INT_FIELDS:
@@ -55,6 +55,18 @@ def _as_int(name, value):
 
 
 DENSE = "dense"
+# the layouts a case is measured in: impls/layouts.py's reverse and packed scans. Named here, not
+# imported from impls: HEAD's harness measures an `ab` BASE whose impls/ may predate layouts
+CASE_LAYOUTS = (DENSE, "reverse", "varlen", "varlen+reverse")
+
+
+def layout_of(layout):
+    """(reverse, packed) of a case's layout."""
+    if layout not in CASE_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(CASE_LAYOUTS)}")
+    return "reverse" in layout, "varlen" in layout
+
+
 CASE_FIELDS = tuple(f.name for f in fields(CaseKey))
 INT_FIELDS = ("B", "L", "D", "N")
 RECORD_KEY = ("suite",) + CASE_FIELDS  # what compare pairs BASE and NEW rows on

@@ -7,10 +7,9 @@ import torch
 from ..impls import (GSS, SimpleGateLoopLayer, UnsupportedInputError, all_conv_backends, dss_forward, get_conv_backend,
                      get_scan_backend)
 from ..impls.dss import path_tolerance
-from ..impls.layouts import layout_of
 from ..impls.tolerances import lookup
 
-from .case_key import CaseKey
+from .case_key import CaseKey, layout_of
 from .floor import copy_pass, floor_pass
 from .inputs import conv_inputs, dss_parameters, packed_lengths, packed_offsets, scan_inputs
 from .verify import (check_conv, check_dss_gradients, check_scan, dss_reference, gates_seen, judge_normwise,

@@ -16,7 +16,7 @@ from scipy.stats import mannwhitneyu
 
 from .ab import paired
 from .ab.paired import paired_verdict
-from .case_key import RECORD_KEY
+from .case_key import DENSE, RECORD_KEY
 
 KEY = list(RECORD_KEY)
 REFERENCES = ("floor", "floor_prealloc", "copy")  # the harness's reference passes (perf.floor_names)
@@ -91,9 +91,10 @@ def _cases(rows, metric):
     across machines."""
     if "metric" not in rows:  # no rows at all (a side that could not be measured)
         return pd.DataFrame(columns=KEY + ["time", "note", "value", "lo", "hi", "samples"])
-    for column, default in (("suite", "perf"), ("lo", ""), ("hi", ""), ("note", ""), ("samples", "")):
+    for column, default in (("suite", "perf"), ("lo", ""), ("hi", ""), ("note", ""), ("samples", ""), ("layout", DENSE)):
         if column not in rows:
             rows = rows.assign(**{column: default})
+    rows = rows.assign(layout=rows["layout"].replace("", DENSE).fillna(DENSE))  # rows from before layouts
     times = rows[rows["metric"] == "time_s"][KEY + ["value", "note"]].rename(columns={"value": "time"})
     figures = rows[rows["metric"] == metric][KEY + ["value", "lo", "hi", "samples"]]
     cases = times.merge(figures, on=KEY, how="left")

@@ -14,8 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..impls.layouts import CASE_LAYOUTS  # noqa: E402
-from .case_key import CASE_FIELDS, DENSE  # noqa: E402
+from .case_key import CASE_FIELDS, CASE_LAYOUTS, DENSE  # noqa: E402
 from .crashes import NOT_FINISHED  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_sweeps, load_rows  # noqa: E402
@@ -95,6 +94,7 @@ def layout_table(ratio):
 
 def perf_table(rows):
     """One row per (family, dtype, mode, L, backend) with every metric as a column."""
+    rows = rows if "layout" in rows else rows.assign(layout=DENSE)  # rows from before layouts
     keys = list(CASE_FIELDS)
     values = rows[rows["metric"].isin(["time_s", "gbps", "floor_multiple", "floor_multiple_prealloc", "copy_fraction", "peak_bytes",
                                        "worst_ratio", "compile_s", "tokens_per_s", "native_layout"])]

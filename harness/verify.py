@@ -7,7 +7,6 @@ import torch
 
 from ..impls import conv_oracle, oracle
 from ..impls.dss import dss_error_scale, dss_oracle
-from ..impls.layouts import VARLEN, boundary_gates
 
 # The convolution oracle's O(B H L^2) double-double sum costs ~12 ns a multiply-add here (0.4 s at the limit): beyond
 # this many, a check judges evenly spaced channels (each channel of a convolution is independent).
@@ -126,7 +125,11 @@ _REFERENCES = {}
 def gates_seen(backend, a, cu_seqlens):
     """The gates `backend`'s own path sees, on which its declared domain is judged: with the varlen
     adapter, a zero gate at each sequence's first step (a log-space backend's log span grows by them)."""
-    return a if cu_seqlens is None or VARLEN in backend.native_layouts else boundary_gates(a, cu_seqlens)
+    if cu_seqlens is None:
+        return a
+    from ..impls.layouts import VARLEN, boundary_gates  # here: an `ab` BASE's impls/ may predate layouts
+
+    return a if VARLEN in backend.native_layouts else boundary_gates(a, cu_seqlens)
 
 
 def layout_arguments(reverse, cu_seqlens):

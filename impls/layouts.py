@@ -18,15 +18,6 @@ the zero gate (NaN there, never a wrong finite number).
 import torch
 
 REVERSE, VARLEN = "reverse", "varlen"
-# the layouts a case is measured in (a record's `layout` field)
-CASE_LAYOUTS = ("dense", REVERSE, VARLEN, f"{VARLEN}+{REVERSE}")
-
-
-def layout_of(case_layout):
-    """(reverse, packed) of a case layout name."""
-    if case_layout not in CASE_LAYOUTS:
-        raise ValueError(f"unknown layout {case_layout!r}; known: {', '.join(CASE_LAYOUTS)}")
-    return REVERSE in case_layout, VARLEN in case_layout
 
 
 def check_cu_seqlens(cu_seqlens, a, kv):

@@ -50,4 +50,5 @@ def test_the_top_index_lists_each_case_with_every_machine_that_has_it():
     assert "2 ms · 1.5 GB/s · 4x floor" in lines["assoc@64"] and "0.5 ms · 1.5 GB/s · 4x floor" in lines["assoc@64"]
     assert lines["heinsen@64"].count("| -") == 2  # failed its check on both: no time
     assert "laptop" in text and "server" in text
-    assert lines["assoc@128"].split("|")[8].strip() == ""  # the laptop has no records of L = 128
+    assert lines["assoc@128"].split("|")[8].strip() == "dense"  # the layout column, then one per machine
+    assert lines["assoc@128"].split("|")[9].strip() == ""  # the laptop has no records of L = 128
