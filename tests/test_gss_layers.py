@@ -145,3 +145,84 @@ def test_a_gss_block_adds_its_input_back():
 def test_the_conv_mode_refuses_to_return_a_cache_it_does_not_keep():
     with pytest.raises(ValueError, match="cache needs mode='recurrent'"):
         DSS(dim=3, kernel_N=4)(torch.randn(1, 5, 3), return_cache=True)
+
+
+PACKED = [5, 0, 1, 9, 3]  # an empty sequence and a single step among them; 18 tokens in all
+CU = torch.tensor([0, 5, 5, 6, 15, 18])
+
+
+def _each_alone(run, x, *per_sequence):
+    """run(x_i, *rows_i) on each sequence alone: its outputs put back in a row, and its other results."""
+    outs, rest = [], []
+    for i, (s, e) in enumerate(zip(CU.tolist(), CU[1:].tolist())):
+        out, *more = run(x[:, s:e], *(t[i:i + 1] for t in per_sequence))
+        outs.append(out)
+        rest.append(more)
+    return torch.cat(outs, dim=1), rest
+
+
+@pytest.mark.parametrize("scan_backend", ["assoc", "native"])
+def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, monkeypatch):
+    """Chunks of 4 steps (STATE_ELEMENTS cut down) put boundaries inside chunks and sequences across
+    them: y, each sequence's final state, and the gradients of u, its start state, Lambda and C."""
+    from scanlab.impls.dss import forward as dss_module
+    from scanlab.harness.inputs import dss_parameters
+
+    monkeypatch.setattr(dss_module, "STATE_ELEMENTS", 4 * 3 * 2)  # 4 steps of H = 3, N = 2
+    Lambda, C = dss_parameters(2, 3, torch.float64, seed=1)
+    u = torch.randn(1, 18, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    state = torch.randn(5, 3, 2, dtype=torch.complex128, generator=torch.Generator().manual_seed(3))
+    leaves = [t.clone().requires_grad_() for t in (u, state, Lambda, C)]
+    y, last = dss_module.dss_recurrent(leaves[0], leaves[2], leaves[3], scan_backend, state=leaves[1], cu_seqlens=CU)
+    alone = [t.clone().requires_grad_() for t in (u, state, Lambda, C)]
+    y_ref, rest = _each_alone(lambda u_i, s_i: dss_module.dss_recurrent(u_i, alone[2], alone[3], scan_backend, state=s_i),
+                              alone[0], alone[1])
+    last_ref = torch.cat([r[0] for r in rest])
+    assert torch.allclose(y, y_ref, rtol=1e-12, atol=1e-12) and torch.allclose(last, last_ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(last[1], state[1])  # the empty sequence keeps its start
+    g = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    got = torch.autograd.grad((y * g).sum() + last.abs().sum(), leaves)
+    want = torch.autograd.grad((y_ref * g).sum() + last_ref.abs().sum(), alone)
+    for name, a, b in zip(("u", "state", "Lambda", "C"), got, want):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
+
+
+@pytest.mark.parametrize("reverse_seq", [False, True])
+def test_a_packed_gss_row_gives_each_sequence_what_it_gets_alone(reverse_seq):
+    torch.manual_seed(0)
+    block = GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4, mode="recurrent", reverse_seq=reverse_seq).double()
+    x = torch.randn(1, 18, 8, dtype=torch.float64)
+    packed = block(x, cu_seqlens=CU)
+    alone, _ = _each_alone(lambda x_i: (block(x_i),), x)
+    assert torch.allclose(packed, alone, rtol=1e-12, atol=1e-12)
+
+
+def test_a_packed_lm_keeps_one_cache_row_per_sequence_and_continues_each():
+    model = _lm(mode="recurrent", scan_backend="assoc")
+    tokens = torch.randint(0, 11, (1, 18), generator=torch.Generator().manual_seed(5))
+    logits, cache = model(tokens, return_cache=True, cu_seqlens=CU)
+    alone, rests = _each_alone(lambda t: model(t, return_cache=True), tokens)
+    assert torch.allclose(logits, alone, rtol=1e-12, atol=1e-12)
+    for layer, state in enumerate(cache):
+        assert state.shape == (5, 5, 6)  # (sequences, H, N)
+        assert torch.allclose(state, torch.cat([r[0][layer] for r in rests]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["dss", "gss", "lm"])
+def test_the_conv_mode_refuses_packed_sequences_saying_why(layer):
+    x = torch.randn(1, 18, 8)
+    run = {"dss": lambda: DSS(dim=8, kernel_N=4)(x, cu_seqlens=CU),
+           "gss": lambda: GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4)(x, cu_seqlens=CU),
+           "lm": lambda: _lm(torch.float32, mode="conv")(torch.zeros(1, 18, dtype=torch.long), cu_seqlens=CU)}[layer]
+    with pytest.raises(ValueError, match="cu_seqlens needs mode='recurrent': the conv mode convolves the whole packed row"):
+        run()
+
+
+def test_packed_dss_checks_its_offsets_and_states_by_name():
+    block = DSS(dim=8, kernel_N=4, mode="recurrent")
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0 and end at L = 18"):
+        block(torch.randn(1, 18, 8), cu_seqlens=torch.tensor([0, 5, 17]))
+    with pytest.raises(ValueError, match="cu_seqlens packs sequences into one row"):
+        block(torch.randn(2, 18, 8), cu_seqlens=CU)
+    with pytest.raises(ValueError, match=r"state must have shape \(num sequences, H, N\) = \(5, 8, 4\)"):
+        block(torch.randn(1, 18, 8), cache=torch.zeros(2, 8, 4, dtype=torch.complex64), cu_seqlens=CU)

@@ -3,7 +3,8 @@ Spaces"), with the parameters and semantics of lucidrains' gated-state-spaces-py
 
 `mode`, `scan_backend` and `conv_backend` choose how the DSS convolution is computed; they own
 no parameters, so a state_dict trained under one path loads and runs under every other.
-Step-by-step decoding (`cache`) needs mode="recurrent": the conv mode keeps no state.
+Step-by-step decoding (`cache`) and packed sequences (`cu_seqlens`, one state per sequence) need
+mode="recurrent": the conv mode keeps no state and would convolve across the sequences' boundaries.
 """
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from einops import rearrange
 from torch import nn
 
 from ..dss import MODES, dss_forward, dss_recurrent
+from ..dss.forward import refuse_packed_conv
 
 
 def _check_mode(mode):
@@ -46,12 +48,15 @@ class DSS(nn.Module):
         imag = self.Lambda_imag.exp() if self.dss_kernel_lambda_imag_exp else self.Lambda_imag
         return torch.complex(-self.Lambda_real.exp(), imag), torch.complex(self.C_real, self.C_imag)
 
-    def forward(self, x, cache=None, return_cache=False):
+    def forward(self, x, cache=None, return_cache=False, cu_seqlens=None):
+        """x (B, L, dim); cu_seqlens (recurrent mode): x holds packed sequences (B = 1), each filtered on
+        its own, and a cache is one state per sequence."""
         _check_cache_allowed(self.mode, False, cache is not None or return_cache)
+        refuse_packed_conv(self.mode, cu_seqlens)
         u = self.norm(x)  # (b l h)
         Lambda, C = self.Lambda_and_C()
         if self.mode == "recurrent":
-            y, cache = dss_recurrent(u, Lambda, C, self.scan_backend, state=cache)
+            y, cache = dss_recurrent(u, Lambda, C, self.scan_backend, state=cache, cu_seqlens=cu_seqlens)
         else:
             y = dss_forward(u, Lambda, C, "conv", conv_backend=self.conv_backend)
         out = y + u * self.param_D  # learned weighted residual
@@ -74,13 +79,20 @@ class GSS(nn.Module):
         self.to_gate = nn.Linear(dss_kernel_H, dim_hidden, bias=False)
         self.to_out = nn.Linear(dim_hidden, dim)
 
-    def forward(self, x, cache=None, return_cache=False):
+    def forward(self, x, cache=None, return_cache=False, cu_seqlens=None):
+        """x (B, L, dim); cu_seqlens (recurrent mode): packed sequences (B = 1), as DSS takes them."""
         _check_cache_allowed(self.dss.mode, self.reverse_seq, cache is not None or return_cache)
+        refuse_packed_conv(self.dss.mode, cu_seqlens)
         if self.reverse_seq:
             x = x.flip(1)
+            if cu_seqlens is not None:  # the flipped row holds the sequences in reverse order, each reversed
+                cu_seqlens = (x.shape[1] - cu_seqlens).flip(0)
         normed = self.norm(x)
         u, v = self.to_u(normed), self.to_v(normed)
-        v, cache = self.dss(v, cache=cache, return_cache=True) if return_cache or cache is not None else (self.dss(v), None)
+        if return_cache or cache is not None:
+            v, cache = self.dss(v, cache=cache, return_cache=True, cu_seqlens=cu_seqlens)
+        else:
+            v, cache = self.dss(v, cu_seqlens=cu_seqlens), None
         out = self.to_out(self.to_gate(v) * u) + x
         if self.reverse_seq:
             out = out.flip(1)
@@ -100,10 +112,11 @@ class GatedStateSpacesLM(nn.Module):
         ])
         self.to_logits = nn.Linear(dim, num_tokens, bias=False)
 
-    def forward(self, x, labels=None, cache=None, return_cache=False):
+    def forward(self, x, labels=None, cache=None, return_cache=False, cu_seqlens=None):
         """Logits (B, L, num_tokens), or the cross-entropy loss when labels (B, L) are given.
 
         cache: the list of per-layer states a previous call returned with return_cache=True.
+        cu_seqlens (recurrent mode): x (1, L) holds packed sequences, each run on its own (training on packed rows).
         """
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache must hold one state per layer ({len(self.layers)}), got {len(cache)}")
@@ -112,10 +125,10 @@ class GatedStateSpacesLM(nn.Module):
         new_cache = []
         for i, gss in enumerate(self.layers):
             if stateful:
-                x, state = gss(x, cache=None if cache is None else cache[i], return_cache=True)
+                x, state = gss(x, cache=None if cache is None else cache[i], return_cache=True, cu_seqlens=cu_seqlens)
                 new_cache.append(state)
             else:
-                x = gss(x)
+                x = gss(x, cu_seqlens=cu_seqlens)
         logits = self.to_logits(x)
         result = logits if labels is None else F.cross_entropy(rearrange(logits, "b n c -> b c n"), labels)
         return (result, new_cache) if return_cache else result
