@@ -28,9 +28,9 @@ from scanlab.harness.compare import compare
 from scanlab.harness.records import load_rows
 from scanlab.run_bench import AB_FACTOR
 
-INJECTION_POINT = "    _kernels().forward(a.numpy(), kv.numpy(), start.numpy(), h0 is not None, h.numpy(), _launch_settings(a))\n"
+INJECTION_POINT = "                       h_last.numpy(), block, BACKWARD_STEPS, _line(a), _sink(a, block).numpy())\n"
 CHANGED = ("regression", "improvement", "broken")
-FORWARD = "def _forward(a, kv, h0):\n"
+FORWARD = "def _forward(a, kv, h0, offsets, reverse):\n"
 # The injected change: a*kv over the first f of every row's time steps, in numpy (one thread, no thread
 # pool to hand over to, so no fixed cost), into a buffer kept from call to call: more memory traffic in
 # proportion to f, and no allocation. An earlier injection (torch copies, then the numba kernel run again
