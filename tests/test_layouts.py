@@ -284,3 +284,29 @@ def test_the_varlen_perf_family_times_packed_rows_beside_dense_ones_and_fails_a_
     [native] = [line for line in section.splitlines() if line.startswith("| native")]
     assert leaky.split("|")[2].strip() == "native" and leaky.split("|")[5].strip() == "-"  # declared native, no time
     assert all(float(cell) > 0 for cell in native.split("|")[3:8])
+
+
+def test_fla_recurrent_hgrn_hands_packed_sequences_to_flas_own_cu_seqlens(monkeypatch):
+    """The wiring, on a CPU stand-in for fla (its kernels need a GPU): log gates, each sequence's start as
+    initial_state, fla's final states as h_last, int64 offsets as fla's examples use."""
+    import sys
+    import types
+
+    from scanlab.impls.scan import fla_hgrn
+
+    seen = {}
+
+    def fused_recurrent_hgrn(x, g, initial_state=None, output_final_state=False, cu_seqlens=None):
+        seen.update(cu_dtype=cu_seqlens.dtype, final=output_final_state)
+        return get_scan_backend("sequential").fn(g.exp(), x, initial_state, cu_seqlens=cu_seqlens)
+
+    hgrn = types.ModuleType("fla.ops.hgrn")
+    hgrn.fused_recurrent_hgrn = fused_recurrent_hgrn
+    for name, module in (("fla", types.ModuleType("fla")), ("fla.ops", types.ModuleType("fla.ops")), ("fla.ops.hgrn", hgrn)):
+        monkeypatch.setitem(sys.modules, name, module)
+    positive = A.abs() + 0.1
+    h, h_last = fla_hgrn._recurrent_scan(positive, KV, H0, cu_seqlens=CU.int())
+    want, want_last = oracle(positive, KV, H0, cu_seqlens=CU)
+    torch.testing.assert_close(h, want)
+    torch.testing.assert_close(h_last, want_last)
+    assert seen == {"cu_dtype": torch.int64, "final": True}

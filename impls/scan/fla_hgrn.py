@@ -8,12 +8,15 @@ gates a > 0 only: an exact-zero gate (a state reset) becomes g = -inf and a nega
 such inputs are refused before the call. h0 is folded into the first input rather than passed as
 `initial_state`: chunk_hgrn's backward (fla 0.6.0) returns no gradient for it. The final state is
 the last output. Triton autotuning needs a GPU driver, so neither runs under the interpreter.
+Packed sequences: fused_recurrent_hgrn takes fla's own cu_seqlens (each sequence from its
+initial_state row, a state no zero gate could reset in log space); chunk_hgrn takes none.
 """
 import importlib.util
 
 import torch
 
 from ..backend import HALF_DTYPES, ScanBackend
+from ..layouts import VARLEN
 from .interface import SCAN_DOC, fold_initial_state
 
 
@@ -26,6 +29,21 @@ def _scan_with(op_name):
 
     scan.__doc__ = SCAN_DOC
     return scan
+
+
+def _recurrent_scan(a, kv, h0=None, *, cu_seqlens=None):
+    """fused_recurrent_hgrn, whose own cu_seqlens runs packed sequences (fla 0.6.0; it has no reverse):
+    each from its own initial_state row, which its backward differentiates."""
+    if cu_seqlens is None:
+        return _dense_recurrent(a, kv, h0)
+    from fla.ops.hgrn import fused_recurrent_hgrn
+
+    return fused_recurrent_hgrn(kv, torch.log(a), initial_state=h0, output_final_state=True,
+                                cu_seqlens=cu_seqlens.long())
+
+
+_dense_recurrent = _scan_with("fused_recurrent_hgrn")
+_recurrent_scan.__doc__ = SCAN_DOC
 
 
 def positive_gates(a, kv, h0):
@@ -41,15 +59,16 @@ def _unavailable_reason():
     return None
 
 
-def _backend(name, op_name):
-    return ScanBackend(name=name, kind="scan", fn=_scan_with(op_name), dtypes=(torch.float32,) + HALF_DTYPES,
+def _backend(name, op_name, fn, native_layouts=()):
+    return ScanBackend(name=name, kind="scan", fn=fn, dtypes=(torch.float32,) + HALF_DTYPES,
                        devices=("cuda",), limits=positive_gates, unavailable_reason=_unavailable_reason(),
-                       description=f"flash-linear-attention fla.ops.hgrn.{op_name} (gates in log space: a > 0)")
+                       description=f"flash-linear-attention fla.ops.hgrn.{op_name} (gates in log space: a > 0)",
+                       native_layouts=native_layouts)
 
 
-def load():
-    return _backend("fla_hgrn", "chunk_hgrn")
+def load():  # chunk_hgrn takes no cu_seqlens: packed rows go through the adapter, whose zero gates it refuses
+    return _backend("fla_hgrn", "chunk_hgrn", _scan_with("chunk_hgrn"))
 
 
 def load_recurrent():
-    return _backend("fla_hgrn_recurrent", "fused_recurrent_hgrn")
+    return _backend("fla_hgrn_recurrent", "fused_recurrent_hgrn", _recurrent_scan, native_layouts=(VARLEN,))
