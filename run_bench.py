@@ -151,7 +151,7 @@ def _perf_flags(parser, after_command=False):
     default = _defaults(after_command)
     add = parser.add_argument
     add("--family", default=default(list(sweeps.FAMILIES)), type=_list_of(str, _known(sweeps.FAMILIES, "family")),
-        help="scan,conv,dss,layer (default all)")
+        help="scan,conv,dss,layer,varlen (default all)")
     add("--modes", default=default(None), type=_list_of(str, _known(sweeps.MODES, "mode")),
         help="forward,forward+backward")
     add("--rounds", default=default(None), type=_positive_int,

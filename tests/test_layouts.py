@@ -129,6 +129,8 @@ def test_list_says_which_layouts_each_backend_runs_natively(capsys):
     out = capsys.readouterr().out
     assert "differentiable: True; reverse: native, varlen: native; from: scanlab\n    plain loop" in out  # sequential
     assert "reverse: adapted, varlen: adapted; from: scanlab\n    odd/even associative scan" in out  # assoc
+    assert "reverse: native, varlen: native; from: scanlab\n    compiled sequential pass (numba)" in out  # native
+    assert "reverse: native, varlen: adapted; from: scanlab\n    torch._higher_order_ops" in out  # torch_hop
 
 
 def test_a_plugin_declares_its_native_layouts_and_nothing_else():
