@@ -113,9 +113,13 @@ def chunk_edges(backend):
 @st.composite
 def packed_segment_lengths(draw, edges=(), jit=False, max_len=300):
     """Lengths of the sequences packed in one row: 0 and 1 among them, boundaries just before, at and
-    after a chunk edge, and one long sequence among many short ones."""
+    after a chunk edge (the first one, or every one along the row), and one long sequence among many
+    short ones."""
     if jit:
         return list(draw(st.sampled_from(JIT_PACKINGS), label="segments"))
+    fitting = [e for e in edges if 2 * e + 1 <= max_len]
+    if fitting and draw(st.booleans(), label="a boundary at every edge"):
+        return draw(boundaries_at_every_edge(fitting, max_len))
     near_edges = [e + d for e in edges for d in (-1, 0, 1) if 0 <= e + d <= max_len] or [8]
     short = st.one_of(st.sampled_from([0, 1, 2]), st.sampled_from(near_edges), st.integers(0, 12))
     lengths = draw(st.lists(short, min_size=1, max_size=8), label="segments")
@@ -123,4 +127,19 @@ def packed_segment_lengths(draw, edges=(), jit=False, max_len=300):
         at = draw(st.integers(0, len(lengths)), label="long at")
         lengths.insert(at, draw(st.integers(20, max_len // 2), label="long"))
     event(f"segments {'with' if 0 in lengths else 'without'} an empty one")
+    return lengths
+
+
+@st.composite
+def boundaries_at_every_edge(draw, edges, max_len):
+    """Lengths whose boundaries fall just before, at or just after each multiple of one chunk edge
+    along the row (a chunked kernel meets a boundary in every chunk, not only the first), with an
+    empty sequence among them now and then."""
+    edge = draw(st.sampled_from(edges), label="edge")
+    count = draw(st.integers(1, max(1, min(6, (max_len - 1) // edge - 1))), label="edges crossed")
+    cuts = [m * edge + draw(st.sampled_from((-1, 0, 1)), label=f"boundary near {m * edge}") for m in range(1, count + 2)]
+    lengths = [later - earlier for earlier, later in zip([0] + cuts, cuts)]
+    if draw(st.booleans(), label="an empty one"):
+        lengths.insert(draw(st.integers(0, len(lengths)), label="empty at"), 0)
+    event(f"boundaries near every multiple of {edge}")
     return lengths

@@ -2,6 +2,7 @@
 oracle, which scans each sequence on its own; the oracle against worked numbers; bad offsets refused.
 
 The properties live in harness/layout_agreement.py, which the pytest plugin runs on a user's backend."""
+import itertools
 import re
 
 import pytest
@@ -312,3 +313,20 @@ def test_fla_recurrent_hgrn_hands_packed_sequences_to_flas_own_cu_seqlens(monkey
     torch.testing.assert_close(h, want)
     torch.testing.assert_close(h_last, want_last)
     assert seen == {"cu_dtype": torch.int64, "final": True}
+
+
+def test_packed_rows_can_put_a_boundary_near_every_chunk_edge():
+    """Not only the first: chunked kernels go wrong where a boundary falls inside a later chunk."""
+    from hypothesis import given, settings
+
+    from scanlab.harness.strategies import boundaries_at_every_edge
+
+    @settings(max_examples=50, database=None, deadline=None)
+    @given(boundaries_at_every_edge((8, 64), 300))
+    def check(lengths):
+        cuts = set(itertools.accumulate(lengths))
+        edge = 64 if max(lengths) > 20 else 8
+        assert sum(lengths) <= 300 and all(length >= 0 for length in lengths)
+        assert all(cuts & {m * edge - 1, m * edge, m * edge + 1} for m in range(1, sum(lengths) // edge + 1)), lengths
+
+    check()
