@@ -64,6 +64,31 @@ def test_fused_backward_matches_the_oracle_whichever_output_is_used(dtype, use_h
         assert torch.allclose(g, w, rtol=1e-12, atol=1e-12), name
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("batch,channels", [(1, 1), (1, 64), (3, 63), (8, 512), (64, 4097)])
+def test_a_decode_step_gives_the_kernels_bits_and_gradients_at_every_thread_count(batch, channels, dtype, monkeypatch):
+    """decode_step (torch's multiply and add) against the kernel on the same step, at 1 and 2 threads;
+    a NaN, an inf and a signed zero among the inputs."""
+    a, kv, h0 = scan_inputs(batch, 1, channels, dtype, "signed", "mixed", seed=channels)
+    a[0, 0, 0], kv[-1, 0, -1], h0[0, -1] = float("nan"), float("inf"), -0.0
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            step = _gradients(native.decode_step, a, kv, h0, 1, 1), native.decode_step(a, kv, h0)
+            kernel = _gradients(_through_the_kernel, a, kv, h0, 1, 1), _through_the_kernel(a, kv, h0)
+            for got, want in zip((*step[0], *step[1]), (*kernel[0], *kernel[1])):
+                assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)) and torch.equal(got.isnan(), want.isnan())
+    finally:
+        torch.set_num_threads(previous)
+    monkeypatch.setattr(native, "_kernels", lambda: pytest.fail("a step from a state launched the kernel"))
+    assert torch.equal(native.scan(a, kv, h0)[0].nan_to_num(7.0), step[1][0].nan_to_num(7.0))
+
+
+def _through_the_kernel(a, kv, h0):
+    return native._NativeScan.apply(a, kv, h0, native._offsets(a, None), False)
+
+
 # lengths around the reverse walk's blocks of BACKWARD_STEPS (16), an empty one and a single step
 SEGMENTS = [0, 1, 15, 16, 17, 33, 0, 2]
 

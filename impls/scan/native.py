@@ -125,6 +125,8 @@ class _NativeScan(torch.autograd.Function):
 
 def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
     """Both layouts native: the kernels take each sequence's offsets and the direction."""
+    if a.shape[1] == 1 and h0 is not None and cu_seqlens is None and not a.is_complex():
+        return decode_step(a, kv, h0)
     offsets = _offsets(a, cu_seqlens)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
         return _NativeScan.apply(a, kv, h0, offsets, reverse)
@@ -132,6 +134,19 @@ def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
 
 
 scan.__doc__ = SCAN_DOC
+
+
+def decode_step(a, kv, h0):
+    """One step from a state, h = a * h0 + kv (a, kv (B, 1, D), h0 (B, D)): decoding, where a call
+    is too small to share between threads. Two torch ops, a multiply and an add, each rounded once
+    as the kernel rounds its own (numba without fastmath contracts nothing into a fused multiply-add),
+    so the bits are the kernel's at every thread count (tests/test_native.py); autograd differentiates
+    them. The kernel call cost 12-14 us here at B = 1, D = 64 (numpy views, allocations, numba's
+    dispatch, a parallel launch at 2 threads) against 4 us for this. Complex dtypes take the kernel:
+    torch's complex multiply need not round as numba's does."""
+    h = torch.mul(a, h0.unsqueeze(1))  # (b 1 d)
+    h = h.add_(kv)
+    return h, h[:, 0]
 
 
 def _unavailable_reason():
