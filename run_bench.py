@@ -151,7 +151,7 @@ def _perf_flags(parser, after_command=False):
     default = _defaults(after_command)
     add = parser.add_argument
     add("--family", default=default(list(sweeps.FAMILIES)), type=_list_of(str, _known(sweeps.FAMILIES, "family")),
-        help="scan,conv,dss,layer,varlen (default all)")
+        help="scan,conv,dss,layer,varlen,decode (default all)")
     add("--modes", default=default(None), type=_list_of(str, _known(sweeps.MODES, "mode")),
         help="forward,forward+backward")
     add("--rounds", default=default(None), type=_positive_int,
@@ -262,7 +262,7 @@ def _check_backends(names, family, here=True):
             if here and not known[name].available:
                 raise UserError(f"--backends: {name!r} is unavailable: {known[name].unavailable_reason}")
         return
-    if family in ("scan", "varlen"):
+    if family in ("scan", "varlen", "decode"):  # decode: the scan backends its paths run over
         valid = list(scan_backends())
     elif family == "conv":
         valid = list(all_conv_backends())

@@ -25,6 +25,8 @@ def family_dtypes(family):
     with its reason (support.py); the other families' backends all take the same two."""
     if family in ("scan", "varlen"):
         return list(DTYPES)
+    if family == "decode":  # the scan paths; the layers' cases refuse what their tolerances do not declare
+        return ["float32", "float64", "bfloat16"]
     if family == "conv":
         taken = {dtype for backend in all_conv_backends().values() for dtype in backend.dtypes}
         return [name for name, dtype in DTYPES.items() if dtype in taken]
@@ -217,7 +219,19 @@ def alloc_case(key):
     return Case(key, lambda: torch.ones(shape, dtype=dtype, device=key.device), key.B * key.L * key.D * _itemsize(dtype), 0)
 
 
-BUILDERS = {"scan": scan_case, "varlen": scan_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
+def decode_case(key):
+    from .decode import decode_case
+
+    return decode_case(key, Case, DTYPES)
+
+
+def decode_floor_case(key):
+    from .decode import decode_floor
+
+    return decode_floor(key, Case, DTYPES)
+
+
+BUILDERS = {"scan": scan_case, "varlen": scan_case, "decode": decode_case, "decode_floor": decode_floor_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
 def build(key: CaseKey):

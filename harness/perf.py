@@ -52,6 +52,10 @@ def scan_skips(config, device, family="scan"):
 
 def perf_groups(family, config, device):
     """(unit_id, [CaseKey, ...]) per group of cases compared in one interleaved measurement."""
+    if family == "decode":
+        from .decode import decode_groups
+
+        return decode_groups(config, device)
     backends = config.get("backends") or default_backends(family, device)
     scans = all_scan_backends()
     if family in SCAN_FAMILIES:
@@ -186,7 +190,8 @@ def perf_group(unit_id, keys, device, rounds, min_sample_s, memory, progress=Non
     needs_floor = any(c.bytes_moved for c in cases.values())
     # recorded under the group's family (backend 'floor'), built as the floor family
     floor_keys = [keys[0].replace(backend=name) for name in floor_names(device)] if needs_floor else []
-    floor_cases = {k.backend: build(k.replace(family="floor")) for k in floor_keys}
+    floor_family = "decode_floor" if keys and keys[0].family == "decode" else "floor"
+    floor_cases = {k.backend: build(k.replace(family=floor_family)) for k in floor_keys}
     runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
     failed = {}
     timings = interleaved(runs, device, rounds, min_sample_s, cold_s, progress=progress, failed=failed) if runs else {}

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from .case_key import CASE_FIELDS, CASE_LAYOUTS, DENSE  # noqa: E402
 from .crashes import NOT_FINISHED  # noqa: E402
+from .decode_report import decode_markdown, plot_steps  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_sweeps, load_rows  # noqa: E402
 
@@ -298,6 +299,8 @@ def render_machine(machine_dir):
             table = perf_table(rows)
             images = []
             for (family, dtype, mode, N, layout), group in table.groupby(["family", "dtype", "mode", "N", "layout"]):
+                if family == "decode":  # every step is L = 1: decode_markdown plots against B * D instead
+                    continue
                 name = (f"{suite}-{dtype}-{mode.replace('+', '-')}" + (f"-N{N}" if N else "")
                         + (f"-{layout.replace('+', '-')}" if layout != DENSE else "") + ".png")
                 plot_times(group, plots / name, f"{family} · {dtype} · {mode}" + (f" · N={N}" if N else "")
@@ -307,7 +310,9 @@ def render_machine(machine_dir):
                     "ratio to the bandwidth floor (harness/floor.py: fused elementwise passes moving the bytes the case "
                     "must move, allocating their outputs as every backend does), measured in the same rounds; "
                     "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
-                    "time.\n" + varlen_markdown(table) + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
+                    "time.\n" + varlen_markdown(table) + decode_markdown(table, lambda group, name, title: (
+                        plot_steps(group, plots / name, title), f"![{name}](plots/{name})")[1])
+                    + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
         if sweep.unfinished:
             heading_end = text.index("\n", len(GENERATED))
             text = (text[:heading_end] + f"\n\n**Incomplete: shard {', '.join(sweep.unfinished)}.** Submit or run it "

@@ -4,7 +4,7 @@ accuracy: every backend x dtype x gate regime x kv regime x length, outputs and 
 reverse and packed (varlen) at the layout lengths.
 gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65536, float32 and bfloat16.
 perf: per family (scan, conv, dss, layer, varlen), every backend at each (L, dtype, mode), interleaved with the
-bandwidth floor; varlen times packed rows and dense ones of the same size.
+bandwidth floor; varlen times packed rows and dense ones of the same size; decode one generation step.
 Timing rounds: at least `rounds`, then more while any case's IQR is 10% of its median or more, up to
 `max_rounds` or `round_budget_s` seconds of rounds per group (harness/timing.py: Rounds).
 """
@@ -20,6 +20,11 @@ LAYOUT_CASES = {"layouts": ["reverse", "varlen", "varlen+reverse"]}
 # the varlen perf family: one row of packed_lengths(L) sequences (harness/inputs.py), each backend timed
 # packed and dense on the same (1, L, D), in groups of their own against the floor of the same bytes
 VARLEN_CASES = {"batch": 1, "channels": 256, "layouts": ["dense", "varlen"]}
+
+# the decode family (harness/decode.py): one generation step per (dtype, B, D), every path of every backend;
+# `lengths` are the prompts generation end to end starts from; --batch and --channels pick one B and D
+DECODE_PATHS = ["scan", "gate_loop_operator", "gate_loop", "gss", "lm"]
+DECODE = {"modes": ["forward"], "batch": None, "channels": None, "paths": DECODE_PATHS}
 
 PRESETS = {
     # every family and backend at a few sizes, in at most 3 minutes on 2 cores (README: presets)
@@ -40,6 +45,8 @@ PRESETS = {
                       "backends": None},
             "varlen": {"lengths": [4096], **VARLEN_CASES, "dtypes": ["float32"], "modes": MODES,
                        "backends": ["native", "assoc", "chunked", "jax_scan"]},
+            "decode": {**DECODE, "lengths": [512], "batches": [1, 64], "widths": [64, 4096], "dtypes": ["float32"],
+                       "paths": ["scan", "gate_loop_operator", "gate_loop"], "backends": ["native", "assoc", "jax_scan"]},
         },
         "rounds": 6, "max_rounds": 12, "round_budget_s": 2.0, "min_sample_s": 0.005, "memory": True,
     },
@@ -61,6 +68,8 @@ PRESETS = {
             "layer": {"lengths": [1024, 4096], "batch": 4, "channels": 256, "dtypes": ["float32"], "modes": MODES,
                       "backends": None},
             "varlen": {"lengths": [4096, 16384], **VARLEN_CASES, "dtypes": ["float32"], "modes": MODES, "backends": None},
+            "decode": {**DECODE, "lengths": [512], "batches": [1, 8, 64], "widths": [64, 512, 4096],
+                       "dtypes": ["float32", "bfloat16"], "backends": None},
         },
         "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
@@ -82,6 +91,8 @@ PRESETS = {
                       "backends": None},
             "varlen": {"lengths": [16384, 65536], **VARLEN_CASES, "channels": 1536, "dtypes": ["float32"], "modes": MODES,
                        "backends": None},
+            "decode": {**DECODE, "lengths": [512], "batches": [1, 8, 64], "widths": [64, 512, 4096],
+                       "dtypes": ["float32", "bfloat16"], "backends": None},
         },
         "rounds": 10, "max_rounds": 30, "round_budget_s": 10.0, "min_sample_s": 0.05, "memory": True,
     },
@@ -101,12 +112,14 @@ PRESETS = {
                       "backends": None},
             "varlen": {"lengths": [1024], **VARLEN_CASES, "dtypes": ["float32"], "modes": ["forward"],
                        "backends": ["native", "assoc"]},
+            "decode": {**DECODE, "lengths": [], "batches": [1], "widths": [64], "dtypes": ["float32"],
+                       "paths": ["scan", "gate_loop"], "backends": ["native", "assoc"]},
         },
         # at least 6 rounds: the fewest at which compare's Mann-Whitney test can reach p < 0.002
         "rounds": 6, "max_rounds": 12, "round_budget_s": 3.0, "min_sample_s": 0.01, "memory": False,
     },
 }
-FAMILIES = ("scan", "conv", "dss", "layer", "varlen")
+FAMILIES = ("scan", "conv", "dss", "layer", "varlen", "decode")
 
 
 def preset(name):
