@@ -219,19 +219,19 @@ def alloc_case(key):
     return Case(key, lambda: torch.ones(shape, dtype=dtype, device=key.device), key.B * key.L * key.D * _itemsize(dtype), 0)
 
 
-def decode_case(key):
+def _decode_case(key):
     from .decode import decode_case
 
-    return decode_case(key, Case, DTYPES)
+    return decode_case(key, Case, DTYPES, _timed_call)
 
 
-def decode_floor_case(key):
+def _decode_floor_case(key):
     from .decode import decode_floor
 
     return decode_floor(key, Case, DTYPES)
 
 
-BUILDERS = {"scan": scan_case, "varlen": scan_case, "decode": decode_case, "decode_floor": decode_floor_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
+BUILDERS = {"scan": scan_case, "varlen": scan_case, "decode": _decode_case, "decode_floor": _decode_floor_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
 def build(key: CaseKey):

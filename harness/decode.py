@@ -2,7 +2,7 @@
 state, at B in `batches` and D in `widths` (perf sweep, family `decode`), and generation end to end.
 
     scan:<backend>                 h = a * h0 + kv: the scan at L = 1 from h0           (B, D) state
-    gate_loop_operator:<backend>   out = q * h, the operator with its cache             (B, D)
+    gate_loop_operator:<backend>   out = q * h, the operator with its cache (public call) (B, D)
     gate_loop:<backend>            SimpleGateLoopLayer(D), one token with its cache      (B, D)
     gss:<backend>                  GSS(dim=D), recurrent, one token with its cache      (B, H, N) complex
     lm:<backend>                   GatedStateSpacesLM(dim=D, depth=2), one token         a state per layer
@@ -56,34 +56,36 @@ def decode_groups(config, device):
     return groups
 
 
-def decode_case(key, Case, dtypes):
-    """The Case (harness/cases.py) of one decode key."""
+def decode_case(key, Case, dtypes, timed_call):
+    """The Case (harness/cases.py) of one decode key; `timed_call`: cases._timed_call, the checked
+    kernel call (with its fallback for an `ab` BASE older than Backend.kernel)."""
     dtype = dtypes[key.dtype]
     path, _, name = key.backend.partition(":")
     if path == "generate":
         return _generation_case(key, Case, name)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    state_bytes = 4 * key.B * key.D * itemsize  # a, kv, h0 read; h written
     if path in ("scan", "gate_loop_operator"):
-        return _scan_step_case(key, Case, dtype, path, name, state_bytes)
+        # scan: a, kv, h0 read, h written; the operator also reads q and writes out
+        tensors = 4 if path == "scan" else 6
+        return _scan_step_case(key, Case, dtype, path, name, tensors * key.B * key.D * itemsize, timed_call)
     if key.dtype not in LAYER_DTYPES:
         return Case(key, None, 0, 0, refusal=f"the layers declare tolerances for {', '.join(LAYER_DTYPES)} only")
     return _layer_step_case(key, Case, dtype, path, name)
 
 
-def _scan_step_case(key, Case, dtype, path, name, state_bytes):
+def _scan_step_case(key, Case, dtype, path, name, state_bytes, timed_call):
     backend = get_scan_backend(name)
     a, kv, h0 = scan_inputs(key.B, 1, key.D, dtype, seed=key.D, device=key.device)
     refusal = backend.refusal(a, kv, h0) or backend.unsupported(key.device, dtype)
     if refusal:
         return Case(key, None, 0, 0, refusal=refusal)
     if path == "scan":
-        kernel = backend.kernel(a, kv, h0)
+        kernel = timed_call(backend, "forward", a, kv, h0)
 
         def run():
             with torch.no_grad():
                 kernel()
-    else:
+    else:  # through its public call, as a model calls it each step: its scan's checks included
         q = torch.randn_like(a)
 
         def run():
@@ -183,10 +185,13 @@ def _generation_case(key, Case, mode):
 
 def decode_floor(key, Case, dtypes):
     """The fused state update moving a step's bytes: read a, kv, h0, write h (backend 'floor'), or
-    into a buffer made once ('floor_prealloc')."""
+    into a buffer made once ('floor_prealloc'); 'copy' (CUDA sweeps) copies the state."""
     dtype = dtypes[key.dtype]
     a, kv, h0 = scan_inputs(key.B, 1, key.D, dtype, seed=key.D, device=key.device)
     a, kv = a[:, 0], kv[:, 0]  # (b d)
+    if key.backend == "copy":
+        out = torch.empty_like(h0)
+        return Case(key, lambda: out.copy_(h0), 2 * h0.numel() * h0.element_size(), key.B)
     if key.backend == "floor_prealloc":
         out = torch.empty_like(a)
         run = lambda: torch.addcmul(kv, a, h0, out=out)

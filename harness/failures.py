@@ -31,6 +31,11 @@ def _case(row):
     return (row.get("suite"), row.get("unit_id"), row.get("backend"), row.get("mode") if row.get("suite") == "perf" else "")
 
 
+def _layout(row):
+    """' [varlen]' for a reverse or packed case: its failures are listed apart from the dense ones'."""
+    return f" [{row['layout']}]" if row.get("layout") not in (None, "", DENSE) else ""
+
+
 def failures(rows):
     """Failure per (suite, family, backend, dtype, quantity), worst first, from a sweep's rows (dicts)."""
     outside = {_case(r) for r in rows if r.get("metric") == "in_domain" and _number(r.get("value")) == 0}
@@ -44,8 +49,7 @@ def failures(rows):
         elif _case(row) in outside:
             continue
         elif row.get("suite") == "accuracy" and row.get("metric") == "passed" and _number(row.get("value")) == 0:
-            ratio = ratios.get((row["unit_id"], row["mode"]), math.inf)
-            quantity = row["mode"] + (f" [{row['layout']}]" if row.get("layout") not in (None, "", DENSE) else "")
+            quantity, ratio = row["mode"], ratios.get((row["unit_id"], row["mode"]), math.inf)
             example = f"L={row.get('L')}, {row.get('regime')}"
         elif row.get("suite") == "perf" and row.get("metric") == "worst_ratio" and not _number(row.get("value")) <= 1:
             quantity, ratio = row.get("note") or "?", _number(row.get("value"))
@@ -53,6 +57,7 @@ def failures(rows):
         else:
             continue
         ratio = math.inf if math.isnan(ratio) else ratio
+        quantity += _layout(row)
         key = tuple(str(row.get(f, "")) for f in IDENTITY) + (quantity,)
         worst, count, first = found.get(key, (-math.inf, 0, example))
         found[key] = (max(worst, ratio), count + 1, first if worst >= ratio else example)

@@ -272,7 +272,9 @@ def render_machine(machine_dir):
             text = (GENERATED + "# Accuracy against the double-double oracle\n\n"
                     "`worst / tol` is the largest error divided by the error the backend's declared tolerance "
                     "allows (impls/tolerances.py): at most 1 passes. Out-of-domain cases are inputs outside "
-                    "the backend's declared domain; they are reported, not judged.\n\n"
+                    "the backend's declared domain; they are reported, not judged. These tables hold the dense "
+                    "cases; reverse and packed ones are in \"Reverse and packed sequences\" below, beside each "
+                    "backend's dense column.\n\n"
                     + summary.to_markdown(index=False, floatfmt=".3g")
                     + "\n\n## Worst error / tolerance by regime\n\n" + regime.to_markdown(index=False, floatfmt=".3g")
                     + "\n\n![error vs L](plots/accuracy-error-vs-L.png)\n")

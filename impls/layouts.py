@@ -20,8 +20,9 @@ import torch
 REVERSE, VARLEN = "reverse", "varlen"
 
 
-def check_cu_seqlens(cu_seqlens, a, kv):
-    """Valid packed offsets for a, kv (1, L, D), or a ValueError / TypeError naming cu_seqlens."""
+def check_cu_seqlens(cu_seqlens, a, kv, inputs="a and kv"):
+    """Valid packed offsets for a, kv (1, L, D), or a ValueError / TypeError naming cu_seqlens (and the
+    `inputs` it packs: a layer passes its own argument's name)."""
     if not isinstance(cu_seqlens, torch.Tensor):
         raise TypeError(f"cu_seqlens must be a torch.Tensor of offsets, got {type(cu_seqlens).__name__}")
     if cu_seqlens.dtype not in (torch.int32, torch.int64):
@@ -29,9 +30,9 @@ def check_cu_seqlens(cu_seqlens, a, kv):
     if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 1:
         raise ValueError(f"cu_seqlens must have shape (N + 1,): N sequences' offsets, got shape {tuple(cu_seqlens.shape)}")
     if cu_seqlens.device != a.device:
-        raise ValueError(f"cu_seqlens must be on a's device {a.device}, got {cu_seqlens.device}")
+        raise ValueError(f"cu_seqlens must be on the device of {inputs}, {a.device}; got {cu_seqlens.device}")
     if a.shape[0] != 1:
-        raise ValueError(f"cu_seqlens packs sequences into one row: a and kv must be (1, L, D), got B = {a.shape[0]}")
+        raise ValueError(f"cu_seqlens packs sequences into one row: {inputs} must be (1, L, D), got B = {a.shape[0]}")
     offsets = cu_seqlens.tolist()
     length = a.shape[1]
     if offsets[0] != 0 or offsets[-1] != length:

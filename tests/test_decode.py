@@ -66,3 +66,18 @@ def test_every_step_is_checked_before_it_is_timed_and_generation_agrees_across_m
     assert table[1].startswith("| floor ") and "| scan:native " in section and "### Generation end to end" in section
     [native] = [line for line in table if line.startswith("| scan:native ")]
     assert "x)" in native.split("|")[2] and native.split("|")[3].strip() == "-"  # x floor; one size: no overhead fit
+
+
+@pytest.mark.parametrize("path", ["gss", "lm"])
+def test_a_gss_or_lm_step_from_its_cache_is_checked_against_the_full_forward(path):
+    from scanlab.harness.case_key import CaseKey
+    from scanlab.harness.cases import build
+
+    key = CaseKey(family="decode", device="cpu", dtype="float32", mode="forward", B=2, L=1, D=8, N=0,
+                  backend=f"{path}:assoc")
+    case = build(key)
+    verdicts = case.check()
+    assert case.refusal is None and verdicts and all(v.passed for v in verdicts)
+    case.run()
+    half = build(key.replace(dtype="bfloat16"))
+    assert half.refusal == "the layers declare tolerances for float32, float64 only" and half.run is None

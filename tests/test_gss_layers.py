@@ -161,8 +161,9 @@ def _each_alone(run, x, *per_sequence):
     return torch.cat(outs, dim=1), rest
 
 
+@pytest.mark.parametrize("with_state", [True, False], ids=["states", "zero starts"])
 @pytest.mark.parametrize("scan_backend", ["assoc", "native"])
-def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, monkeypatch):
+def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, with_state, monkeypatch):
     """Chunks of 4 steps (STATE_ELEMENTS cut down) put boundaries inside chunks and sequences across
     them: y, each sequence's final state, and the gradients of u, its start state, Lambda and C."""
     from scanlab.impls.dss import forward as dss_module
@@ -172,8 +173,11 @@ def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, 
     Lambda, C = dss_parameters(2, 3, torch.float64, seed=1)
     u = torch.randn(1, 18, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     state = torch.randn(5, 3, 2, dtype=torch.complex128, generator=torch.Generator().manual_seed(3))
+    if not with_state:
+        state = torch.zeros_like(state)
     leaves = [t.clone().requires_grad_() for t in (u, state, Lambda, C)]
-    y, last = dss_module.dss_recurrent(leaves[0], leaves[2], leaves[3], scan_backend, state=leaves[1], cu_seqlens=CU)
+    given = leaves[1] if with_state else None  # None: each sequence starts from zero, chunk after chunk
+    y, last = dss_module.dss_recurrent(leaves[0], leaves[2], leaves[3], scan_backend, state=given, cu_seqlens=CU)
     alone = [t.clone().requires_grad_() for t in (u, state, Lambda, C)]
     y_ref, rest = _each_alone(lambda u_i, s_i: dss_module.dss_recurrent(u_i, alone[2], alone[3], scan_backend, state=s_i),
                               alone[0], alone[1])
@@ -181,9 +185,10 @@ def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, 
     assert torch.allclose(y, y_ref, rtol=1e-12, atol=1e-12) and torch.allclose(last, last_ref, rtol=1e-12, atol=1e-12)
     assert torch.equal(last[1], state[1])  # the empty sequence keeps its start
     g = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    got = torch.autograd.grad((y * g).sum() + last.abs().sum(), leaves)
-    want = torch.autograd.grad((y_ref * g).sum() + last_ref.abs().sum(), alone)
-    for name, a, b in zip(("u", "state", "Lambda", "C"), got, want):
+    used = [0, 1, 2, 3] if with_state else [0, 2, 3]
+    got = torch.autograd.grad((y * g).sum() + last.abs().sum(), [leaves[i] for i in used])
+    want = torch.autograd.grad((y_ref * g).sum() + last_ref.abs().sum(), [alone[i] for i in used])
+    for name, a, b in zip([("u", "state", "Lambda", "C")[i] for i in used], got, want):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
 
 
@@ -222,7 +227,10 @@ def test_packed_dss_checks_its_offsets_and_states_by_name():
     block = DSS(dim=8, kernel_N=4, mode="recurrent")
     with pytest.raises(ValueError, match="cu_seqlens must start at 0 and end at L = 18"):
         block(torch.randn(1, 18, 8), cu_seqlens=torch.tensor([0, 5, 17]))
-    with pytest.raises(ValueError, match="cu_seqlens packs sequences into one row"):
+    with pytest.raises(ValueError, match=r"cu_seqlens packs sequences into one row: u must be \(1, L, D\)"):
         block(torch.randn(2, 18, 8), cu_seqlens=CU)
+    backwards = GSS(dim=8, dss_kernel_N=4, dss_kernel_H=4, mode="recurrent", reverse_seq=True)
+    with pytest.raises(ValueError, match=r"cu_seqlens must start at 0 and end at L = 18; got 0 \.\. 17"):
+        backwards(torch.randn(1, 18, 8), cu_seqlens=torch.tensor([0, 5, 17]))  # as given, not as flipped
     with pytest.raises(ValueError, match=r"state must have shape \(num sequences, H, N\) = \(5, 8, 4\)"):
         block(torch.randn(1, 18, 8), cache=torch.zeros(2, 8, 4, dtype=torch.complex64), cu_seqlens=CU)

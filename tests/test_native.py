@@ -110,12 +110,14 @@ def test_packed_and_reverse_kernels_do_each_sequences_arithmetic_bitwise(dtype, 
         if e == s:
             assert torch.equal(h_last[i], h0[i])
             continue
-        one = lambda a_i, kv_i, h0_i: [flip(t) if t.ndim == 3 else t for t in native.scan(flip(a_i), flip(kv_i), h0_i)]
+        one = lambda a_i, kv_i, h0_i: [flip(t) if t.ndim == 3 else t for t in _through_the_kernel(flip(a_i), flip(kv_i), h0_i)]
         h_i, last_i = one(a[:, s:e], kv[:, s:e], h0[i:i + 1])
         assert torch.equal(h[:, s:e], h_i) and torch.equal(h_last[i], last_i[0]), f"sequence {i}"
     want = _gradients(lambda a, kv, h0: _each_alone(a, kv, h0, cu, flip), a, kv, h0, 1, 1)
     for name, g, w in zip(("a", "kv", "h0"), got, want):
         assert torch.equal(g, w), name
+    ref, ref_last = oracle(a, kv, h0, reverse=reverse, cu_seqlens=cu)
+    assert torch.allclose(h.to(ref.dtype), ref, rtol=1e-4, atol=1e-4) and torch.allclose(h_last.to(ref.dtype), ref_last, rtol=1e-4, atol=1e-4)
 
 
 def _each_alone(a, kv, h0, cu, flip):
@@ -125,7 +127,7 @@ def _each_alone(a, kv, h0, cu, flip):
         if e == s:
             lasts.append(h0[i])
             continue
-        h, h_last = native.scan(flip(a[:, s:e]), flip(kv[:, s:e]), h0[i:i + 1])
+        h, h_last = _through_the_kernel(flip(a[:, s:e]), flip(kv[:, s:e]), h0[i:i + 1])  # never decode_step
         states.append(flip(h))
         lasts.append(h_last[0])
     return torch.cat(states, dim=1), torch.stack(lasts)

@@ -132,3 +132,13 @@ def test_a_backend_with_its_own_tolerances_uses_them_and_names_a_dtype_it_did_no
     assert backend.tolerance(torch.float32) is mine
     with pytest.raises(KeyError, match=r"no tolerance declared for scan backend 'mine' in torch.float64"):
         backend.tolerance(torch.float64)
+
+
+def test_a_core_scan_without_a_reverse_of_its_own_refuses_reverse_by_name():
+    from scanlab.impls.scan.assoc import scan as assoc_scan
+    from scanlab.impls.scan.interface import scan_from_core
+
+    with pytest.raises(ValueError, match="reverse=True: this scan has no reverse of its own"):
+        assoc_scan(torch.rand(1, 3, 2), torch.rand(1, 3, 2), reverse=True)
+    with pytest.raises(ValueError, match="reverse_core differentiates through its own graph"):
+        scan_from_core(lambda a, kv: kv, adjoint_backward=True, reverse_core=lambda a, kv: kv)

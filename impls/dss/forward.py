@@ -49,7 +49,7 @@ def dss_recurrent(u, Lambda, C, scan_backend=None, state=None, cu_seqlens=None):
     batch, length, channels = u.shape
     modes = Lambda.shape[0]
     if cu_seqlens is not None:
-        check_cu_seqlens(cu_seqlens, u, u)
+        check_cu_seqlens(cu_seqlens, u, u, inputs="u")
     rows = batch if cu_seqlens is None else cu_seqlens.numel() - 1  # a state per batch row, or per sequence
     if state is not None:
         require_rank("state", state, 3, "(B, H, N)" if cu_seqlens is None else "(num sequences, H, N)")

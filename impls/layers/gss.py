@@ -13,6 +13,7 @@ from torch import nn
 
 from ..dss import MODES, dss_forward, dss_recurrent
 from ..dss.forward import refuse_packed_conv
+from ..layouts import check_cu_seqlens
 
 
 def _check_mode(mode):
@@ -83,6 +84,8 @@ class GSS(nn.Module):
         """x (B, L, dim); cu_seqlens (recurrent mode): packed sequences (B = 1), as DSS takes them."""
         _check_cache_allowed(self.dss.mode, self.reverse_seq, cache is not None or return_cache)
         refuse_packed_conv(self.dss.mode, cu_seqlens)
+        if cu_seqlens is not None:  # checked as given, before a reversed layer flips them
+            check_cu_seqlens(cu_seqlens, x, x, inputs="x")
         if self.reverse_seq:
             x = x.flip(1)
             if cu_seqlens is not None:  # the flipped row holds the sequences in reverse order, each reversed

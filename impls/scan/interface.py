@@ -86,6 +86,9 @@ def scan_from_core(core, adjoint_backward=False, float16_in_float32=False, rever
         return core(a, kv)
 
     def scan(a, kv, h0=None, *, reverse=False):
+        if reverse and reverse_core is None:
+            raise ValueError("reverse=True: this scan has no reverse of its own; call it through its backend "
+                             "(backend(a, kv, h0, reverse=True)), whose exact adapter flips the sequence")
         given = a.dtype
         if float16_in_float32 and given == torch.float16:
             a, kv, h0 = (None if t is None else t.float() for t in (a, kv, h0))

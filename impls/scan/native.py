@@ -76,7 +76,8 @@ def _whole_rows(length):
 
 
 def _offsets(a, cu_seqlens):
-    return _whole_rows(a.shape[1]) if cu_seqlens is None else cu_seqlens.numpy().astype(np.int64, copy=False)
+    # a copy: a caller changing its offsets in place before the backward must not change the gradient
+    return _whole_rows(a.shape[1]) if cu_seqlens is None else cu_seqlens.numpy().astype(np.int64)
 
 
 def _forward(a, kv, h0, offsets, reverse):
@@ -123,8 +124,7 @@ class _NativeScan(torch.autograd.Function):
         return grads[0], grads[1], grads[2] if ctx.has_h0 else None, None, None
 
 
-def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
-    """Both layouts native: the kernels take each sequence's offsets and the direction."""
+def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):  # both layouts native: offsets and a direction
     if a.shape[1] == 1 and h0 is not None and cu_seqlens is None and not a.is_complex():
         return decode_step(a, kv, h0)
     offsets = _offsets(a, cu_seqlens)
