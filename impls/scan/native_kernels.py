@@ -67,7 +67,7 @@ def forward(a, kv, h0, has_h0, offsets, reverse, h, h_last, block, steps, line, 
     batch, length, channels = a.shape
     for job in prange(batch * ((channels + block - 1) // block)):
         b, d0, width = _job_span(job, block, channels)
-        touched = a[0, 0, 0] * 0
+        touched = np.zeros(1, a.dtype)[0]  # not a[0, 0, 0]: L may be 0
         for i in range(offsets.shape[0] - 1):
             first, end = offsets[i], offsets[i + 1]
             state = h0[b + i, d0:d0 + width].copy() if has_h0 else np.zeros(width, a.dtype)
@@ -105,7 +105,7 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
     batch, length, channels = a.shape
     for job in prange(batch * ((channels + block - 1) // block)):
         b, d0, width = _job_span(job, block, channels)
-        touched = a[0, 0, 0] * 0
+        touched = np.zeros(1, a.dtype)[0]  # not a[0, 0, 0]: L may be 0
         for i in range(offsets.shape[0] - 1):
             first, end = offsets[i], offsets[i + 1]
             carry = grad_last[b + i, d0:d0 + width].copy()
