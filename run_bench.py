@@ -43,8 +43,8 @@ HOME = ROOT if (ROOT / "pyproject.toml").is_file() else Path.cwd()
 # factor a paired ratio must pass, the workers per side, the rounds (least, most), and the round budget
 # over the preset's (both sides are timed in each round)
 AB_FACTOR = 1.1
-AB_PROCESSES = 4
-AB_ROUNDS = (32, 64)
+AB_PROCESSES = 8
+AB_ROUNDS = (96, 96)
 AB_BUDGET_SCALE = 2.0
 
 

@@ -234,6 +234,11 @@ def _decode_floor_case(key):
 BUILDERS = {"scan": scan_case, "varlen": scan_case, "decode": _decode_case, "decode_floor": _decode_floor_case, "floor": floor_case, "conv": conv_case, "dss": dss_case, "layer": layer_case, "alloc": alloc_case}
 
 
+def floor_family(family):
+    """The family a group's floors are built as: the decode family's is the fused state update."""
+    return "decode_floor" if family == "decode" else "floor"
+
+
 def build(key: CaseKey):
     if key.family not in BUILDERS:
         raise ValueError(f"unknown case family {key.family!r}; known: {', '.join(BUILDERS)}")

@@ -12,7 +12,7 @@ from ..impls import all_scan_backends
 from .case_key import DENSE, CaseKey
 from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,
                       quarantine_note, quarantined_from, raised_note)
-from .cases import build
+from .cases import build, floor_family
 from .isolation import CaseCrashed, InProcess
 from .memory import cpu_peaks, cuda_peak_above_start
 from .shard import WHOLE
@@ -57,7 +57,7 @@ def perf_groups(family, config, device):
 
         return decode_groups(config, device)
     backends = config.get("backends") or default_backends(family, device)
-    scans = all_scan_backends()
+    scans = all_scan_backends() if family in SCAN_FAMILIES else {}
     if family in SCAN_FAMILIES:
         # a name this tree does not know (ab: a revision before or after it existed) has no case here
         backends = [name for name in backends if name in scans and runnable(scans[name], device)]
@@ -190,8 +190,7 @@ def perf_group(unit_id, keys, device, rounds, min_sample_s, memory, progress=Non
     needs_floor = any(c.bytes_moved for c in cases.values())
     # recorded under the group's family (backend 'floor'), built as the floor family
     floor_keys = [keys[0].replace(backend=name) for name in floor_names(device)] if needs_floor else []
-    floor_family = "decode_floor" if keys and keys[0].family == "decode" else "floor"
-    floor_cases = {k.backend: build(k.replace(family=floor_family)) for k in floor_keys}
+    floor_cases = {k.backend: build(k.replace(family=floor_family(k.family))) for k in floor_keys}
     runs = {name: case.run for name, case in {**cases, **floor_cases}.items()}
     failed = {}
     timings = interleaved(runs, device, rounds, min_sample_s, cold_s, progress=progress, failed=failed) if runs else {}

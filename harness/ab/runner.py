@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..case_key import CaseKey
+from ..cases import floor_family
 from ..compare import CompareError, compare
 from ..perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
 from ..records import open_run
@@ -53,7 +54,7 @@ class Prepared:
 def _prepare(worker, name, key, rows, unit_id, floor=False, check=True):
     """`key` as recorded; a floor is built as the floor family and recorded under its group's family."""
     try:
-        answer = worker.prepare(name, (key.replace(family="floor") if floor else key).as_row(), check)
+        answer = worker.prepare(name, (key.replace(family=floor_family(key.family)) if floor else key).as_row(), check)
     except WorkerGone as gone:
         return Prepared(name, key, failure=f"crashed: {gone}")
     except SideUnmeasurable as error:  # its restarted worker no longer starts
