@@ -296,7 +296,8 @@ def accuracy_config(args, here=True):
     """The accuracy sweep the flags ask for, checked before anything runs."""
     config = sweeps.override(sweeps.preset(args.preset)["accuracy"], lengths=args.lengths, dtypes=args.dtypes,
                              batch=args.batch, channels=args.channels, backends=args.backends,
-                             layout_lengths=args.lengths)  # the lengths asked for, in every layout
+                             # reverse and packed cases at the longest length asked for (the most boundaries)
+                             layout_lengths=[max(args.lengths)] if args.lengths else None)
     _check_backends(config["backends"], "accuracy", here)
     return config
 

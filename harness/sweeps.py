@@ -14,7 +14,7 @@ SCAN_DTYPES = ["float32", "float64", "complex64", "complex128", "bfloat16", "flo
 MODES = ["forward", "forward+backward"]
 
 # reverse and packed cases (impls/layouts.py), every gate regime and the first kv regime, at the
-# preset's layout_lengths (the accuracy sweep's own --lengths when given): one more pass per layout
+# preset's layout_lengths (the longest of the accuracy sweep's --lengths when given)
 LAYOUT_CASES = {"layouts": ["reverse", "varlen", "varlen+reverse"]}
 
 # the varlen perf family: one row of packed_lengths(L) sequences (harness/inputs.py), each backend timed

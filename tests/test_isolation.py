@@ -77,6 +77,10 @@ def _rows(reports, suite):
             for line in path.read_text().splitlines()]
 
 
+def _dense(rows):
+    return [r for r in rows if r.get("layout", "dense") == "dense"]
+
+
 def _by_case(rows, metric):
     return {(r["backend"], r["L"]): r["note"] for r in rows if r["metric"] == metric}
 
@@ -88,7 +92,15 @@ def test_an_accuracy_sweep_records_a_raise_an_abort_and_a_hang_and_measures_ever
             "--no-progress", "--reports", reports]
     done = _sweep(argv)
     assert done.returncode == 1, done.stderr
-    rows = _rows(reports, "accuracy")
+    every = _rows(reports, "accuracy")
+    # the reverse and packed cases come after a backend's dense ones: a crashed backend's are quarantined
+    later_layouts = {(r["backend"], r.get("layout"), r["metric"]) for r in every if r.get("layout", "dense") != "dense"
+                     and r["backend"] in ("aborts", "hangs")}
+    assert {metric for _, _, metric in later_layouts} == {"quarantined"} and len(later_layouts) == 6
+    # at the longest length asked for, where `raises` raises
+    assert {(r["L"], r["metric"]) for r in every if r["backend"] == "raises" and r.get("layout") == "varlen"} == {
+        (64, "raised")}
+    rows = _dense(every)
     raised, crashed, quarantined = (_by_case(rows, m) for m in ("raised", "crashed", "quarantined"))
     assert set(raised) == {("raises", 33), ("raises", 64)}
     assert "RuntimeError: kernel bug at L >= 33" in raised[("raises", 33)]
@@ -112,7 +124,7 @@ def test_an_accuracy_sweep_records_a_raise_an_abort_and_a_hang_and_measures_ever
     before = rows
     again = _sweep(argv + ["--retry-crashed"])
     assert again.returncode == 1
-    rows = _rows(reports, "accuracy")
+    rows = _dense(_rows(reports, "accuracy"))
     count = lambda rows, metric: sum(r["metric"] == metric for r in rows)  # noqa: E731
     assert [count(rows, m) for m in ("crashed", "raised", "quarantined")] == [2, 4, 8]
     assert count(rows, "passed") == count(before, "passed") and len(rows) == len(before)
