@@ -44,7 +44,7 @@ def test_every_step_is_checked_before_it_is_timed_and_generation_agrees_across_m
     run = lambda *argv: subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *argv], capture_output=True,
                                        text=True, cwd=ROOT, timeout=600)
     done = run("perf", "--family", "decode", "--backend-module", str(tmp_path / "forgets_kernels.py"), "--backends",
-               "forgets,native", "--batch", "2", "--channels", "8", "--lengths", "16", "--rounds", "2", "--no-memory",
+               "forgets,native", "--batch", "2", "--channels", "8", "--lengths", "4", "--rounds", "2", "--no-memory",
                "--no-progress", "--reports", str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr
     failing = {line.split()[2] for line in done.stdout.splitlines() if line.startswith("  perf decode")}
