@@ -27,7 +27,7 @@ DECODE_PATHS = ["scan", "gate_loop_operator", "gate_loop", "gss", "lm"]
 DECODE = {"modes": ["forward"], "batch": None, "channels": None, "paths": DECODE_PATHS}
 
 PRESETS = {
-    # every family and backend at a few sizes, in at most 3 minutes on 2 cores (README: presets)
+    # every family and backend at a few sizes, in about 3.5 minutes on 2 cores (README: presets)
     "quick": {
         "accuracy": {"lengths": [1, 127, 1024], "batch": 2, "channels": 4, "dtypes": SCAN_DTYPES,
                      "gate_regimes": ["sigmoid", "zeros", "signed"], "kv_regimes": ["mixed"],
