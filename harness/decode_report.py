@@ -27,7 +27,8 @@ def _us(value):
 
 def decode_markdown(table, plot=None):
     """'' when the table holds no decode family; else a step table per dtype and the generation table.
-    `plot(group, name, title)` draws time per step against B * D and returns the markdown image link."""
+    `plot(group, name, title)` draws time per step against B * D (column `size`) and returns the markdown
+    image link."""
     rows = table[table["family"] == "decode"]
     if rows.empty:
         return ""
@@ -77,22 +78,3 @@ def decode_markdown(table, plot=None):
                               }).to_markdown(index=False)]
     return "\n".join(out) + "\n"
 
-
-def plot_steps(group, path, title):
-    """Time per step against B * D, a line per path:backend, the floor dashed."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for backend, cases in group.groupby("backend"):
-        cases = cases.dropna(subset=["time_s"]).sort_values("size")
-        if cases.empty:
-            continue
-        style = dict(color="black", linestyle="--", linewidth=2) if backend == "floor" else dict(marker="o", linewidth=1)
-        if backend != "floor_prealloc":
-            ax.plot(cases["size"], cases["time_s"], label=backend, **style)
-    ax.set(xscale="log", yscale="log", xlabel="B * D", ylabel="time per step (s)", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 
 from .case_key import CASE_FIELDS, CASE_LAYOUTS, DENSE  # noqa: E402
 from .crashes import NOT_FINISHED  # noqa: E402
-from .decode_report import decode_markdown, plot_steps  # noqa: E402
+from .decode_report import decode_markdown  # noqa: E402
 from .memory import CPU_RESOLUTION_BYTES  # noqa: E402
 from .records import atomic_write_text, latest_sweeps, load_rows  # noqa: E402
 
@@ -207,18 +207,19 @@ def varlen_markdown(table):
     return "\n".join(out) + "\n"
 
 
-def plot_times(table, path, title):
+def plot_times(table, path, title, x="L", xlabel="sequence length L"):
+    """Median time against `x` (a column of `table`), a line per backend, the floors dashed."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for backend, group in table.groupby("backend"):
-        group = group.dropna(subset=["time_s"]).sort_values("L")
+        group = group.dropna(subset=["time_s"]).sort_values(x)
         if group.empty:
             continue
         floors = {"floor": dict(color="black", linestyle="--", linewidth=2),
                   "floor_prealloc": dict(color="grey", linestyle=":", linewidth=2),
                   "copy": dict(color="tab:brown", linestyle="-.", linewidth=1.5)}
         style = floors.get(backend, dict(marker="o"))
-        ax.plot(group["L"], group["time_s"], label=backend, **style)
-    ax.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="median time (s)", title=title)
+        ax.plot(group[x], group["time_s"], label=backend, **style)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="median time (s)", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -313,7 +314,7 @@ def render_machine(machine_dir):
                     "must move, allocating their outputs as every backend does), measured in the same rounds; "
                     "`x floor (prealloc)` is the ratio to the same passes writing into buffers made once. `peak MiB` is the peak above the inputs. Rows that fail their accuracy check carry no "
                     "time.\n" + varlen_markdown(table) + decode_markdown(table, lambda group, name, title: (
-                        plot_steps(group, plots / name, title), f"![{name}](plots/{name})")[1])
+                        plot_times(group, plots / name, title, "size", "B * D"), f"![{name}](plots/{name})")[1])
                     + perf_markdown(table) + not_finished_markdown(rows) + skipped_markdown(rows) + "\n" + "\n".join(images) + "\n")
         if sweep.unfinished:
             heading_end = text.index("\n", len(GENERATED))
