@@ -6,7 +6,7 @@ import torch
 
 from scanlab.harness.inputs import scan_inputs
 from scanlab.harness.verify import judge_normwise, judge_output
-from scanlab.impls import oracle
+from scanlab.impls import layouts, oracle
 from scanlab.impls.scan import triton as triton_backend
 
 pytest.importorskip("triton")
@@ -20,32 +20,74 @@ DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 SHAPES = [(2, 7, 3, None, None), (2, 37, 5, None, 8), (3, 101, 9, 32, 8), (1, 67, 2, 16, 16), (2, 45, 40, 16, 4)]
 
 
-def _reference(a, kv, h0, g, g_last):
+def _reference(a, kv, h0, g, g_last, **layout):
     leaves = [t.to(torch.float64).requires_grad_() for t in (a, kv, h0)]
-    h, h_last = oracle(*leaves)
+    h, h_last = oracle(*leaves, **layout)
     grads = torch.autograd.grad((h, h_last), leaves, (g, g_last))
-    scale, scale_last = oracle(*(t.abs() for t in leaves))
+    scale, scale_last = oracle(*(t.abs() for t in leaves), **layout)
     return h.detach(), h_last.detach(), grads, scale, scale_last
+
+
+def _check_against_oracle(dtype, batch, length, channels, rows=None, **options):
+    """Output, final state and every gradient of triton_scan(**options) against the oracle: `rows`
+    states in h0 and h_last (B, or N packed sequences)."""
+    rows = batch if rows is None else rows
+    a, kv, h0 = scan_inputs(batch, length, channels, dtype, "signed", "mixed", seed=length, device=DEVICE)
+    gen = torch.Generator().manual_seed(0)
+    if rows != batch:
+        h0 = torch.randn(rows, channels, generator=gen, dtype=torch.float64).to(dtype).to(DEVICE)
+    tol = triton_backend.load().tolerance(dtype)
+    g = torch.randn(batch, length, channels, generator=gen, dtype=torch.float64).to(dtype).double()
+    g_last = torch.randn(rows, channels, generator=gen, dtype=torch.float64).to(dtype).double()
+    inputs = [t.clone().requires_grad_() for t in (a, kv, h0)]
+    h, h_last = triton_backend.triton_scan(*inputs, **options)
+    grads = torch.autograd.grad((h, h_last), inputs, (g.to(dtype).to(DEVICE), g_last.to(dtype).to(DEVICE)))
+    layout = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in options.items()
+              if k in ("reverse", "cu_seqlens")}
+    ref, ref_last, ref_grads, scale, scale_last = _reference(a.cpu(), kv.cpu(), h0.cpu(), g, g_last, **layout)
+    assert h.dtype == dtype and h_last.shape == (rows, channels)
+    verdicts = [judge_output("h", h.cpu(), ref, scale, tol), judge_output("h_last", h_last.cpu(), ref_last, scale_last, tol)]
+    verdicts += [judge_normwise(name, got.cpu(), want, tol.grad_rtol, tol.atol)
+                 for name, got, want in zip(("grad_a", "grad_kv", "grad_h0"), grads, ref_grads)]
+    assert all(v.passed for v in verdicts), verdicts
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(str(v) for v in s))
 def test_outputs_final_state_and_every_gradient(dtype, shape):
     batch, length, channels, chunk_len, block_t = shape
-    a, kv, h0 = scan_inputs(batch, length, channels, dtype, "signed", "mixed", seed=length, device=DEVICE)
-    tol = triton_backend.load().tolerance(dtype)
-    gen = torch.Generator().manual_seed(0)
-    g = torch.randn(batch, length, channels, generator=gen, dtype=torch.float64).to(dtype).double()
-    g_last = torch.randn(batch, channels, generator=gen, dtype=torch.float64).to(dtype).double()
-    inputs = [t.clone().requires_grad_() for t in (a, kv, h0)]
-    h, h_last = triton_backend.triton_scan(*inputs, chunk_len=chunk_len, block_t=block_t)
-    grads = torch.autograd.grad((h, h_last), inputs, (g.to(dtype).to(DEVICE), g_last.to(dtype).to(DEVICE)))
-    ref, ref_last, ref_grads, scale, scale_last = _reference(a.cpu(), kv.cpu(), h0.cpu(), g, g_last)
-    assert h.dtype == dtype and h_last.shape == (batch, channels)
-    verdicts = [judge_output("h", h.cpu(), ref, scale, tol), judge_output("h_last", h_last.cpu(), ref_last, scale_last, tol)]
-    verdicts += [judge_normwise(name, got.cpu(), want, tol.grad_rtol, tol.atol)
-                 for name, got, want in zip(("grad_a", "grad_kv", "grad_h0"), grads, ref_grads)]
-    assert all(v.passed for v in verdicts), verdicts
+    _check_against_oracle(dtype, batch, length, channels, chunk_len=chunk_len, block_t=block_t)
+
+
+# Packed sequences of 8 (one whole tile of 8), 0, 1, 16 (two whole tiles) and 42 (five tiles and a
+# part) steps: each sequence's tiles start at its own first step.
+PACKED = torch.tensor([0, 8, 8, 9, 25, 67])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("layout", ["reverse", "varlen", "varlen+reverse"])
+def test_reverse_and_packed_scans_run_in_the_kernels(dtype, layout):
+    """The kernels' own reverse walk (across chunks of 32 and tiles of 8, carried right to left) and
+    packed programs (an empty and a one-step sequence, ends on and off tile edges), against the
+    oracle, which scans each sequence on its own."""
+    reverse = "reverse" in layout
+    if layout == "reverse":
+        _check_against_oracle(dtype, 3, 101, 9, chunk_len=32, block_t=8, reverse=True)
+    else:
+        _check_against_oracle(dtype, 1, 67, 5, rows=5, block_t=8, reverse=reverse, cu_seqlens=PACKED.to(DEVICE))
+
+
+def test_the_backend_hands_both_layouts_to_the_kernels_not_the_adapters(monkeypatch):
+    def adapter(*args, **kwargs):
+        raise AssertionError("an adapter ran")
+    monkeypatch.setattr(layouts, "reverse_adapter", adapter)
+    monkeypatch.setattr(layouts, "varlen_adapter", adapter)
+    a, kv, _ = scan_inputs(1, 9, 2, torch.float64, seed=2, device=DEVICE)
+    h0 = torch.zeros(2, 2, dtype=torch.float64, device=DEVICE)
+    h, h_last = triton_backend.load()(a, kv, h0, reverse=True, cu_seqlens=torch.tensor([0, 4, 9], device=DEVICE))
+    want, want_last = oracle(a.cpu(), kv.cpu(), h0.cpu(), reverse=True, cu_seqlens=torch.tensor([0, 4, 9]))
+    torch.testing.assert_close(h.cpu(), want)
+    torch.testing.assert_close(h_last.cpu(), want_last)
 
 
 @pytest.mark.parametrize("chunk_len", [None, 16])

@@ -12,6 +12,11 @@ only where the GPU would otherwise idle. Accumulation is float32 for float32, bf
 float16 inputs, float64 for float64; outputs are stored in the input dtype. Triton has no complex
 dtype; complex inputs are refused by the dtype check (use `chunked` or `assoc`).
 
+Reverse and packed scans run in the same kernels (both layouts native): a reverse scan's tiles walk
+t downwards, and its chunks are carried right to left; a packed row runs one program per sequence
+and channel block, from h0's row n to h_last's row n, without the chunked second pass (N sequences
+are the parallelism, as in fla's fused_recurrent kernels).
+
 Without a GPU the kernels run under the Triton interpreter when TRITON_INTERPRET=1 is set before
 the import (the test suite does this): correct, slow, CPU tensors only.
 """
@@ -22,6 +27,7 @@ from functools import cache
 import torch
 
 from ..backend import HALF_DTYPES, REAL_DTYPES, ScanBackend
+from ..layouts import REVERSE, VARLEN
 from .interface import SCAN_DOC
 
 BLOCK_T = 64  # steps per tile on a GPU
@@ -93,85 +99,129 @@ def _grid(batch, channels, chunks, p):
     return (_cdiv(channels, p.block_d), chunks, batch)
 
 
-def states(a, x, enter, p):
-    """Every state of h_t = a_t h_{t-1} + x_t from `enter` (B, D) or zero; a, x contiguous (B, L, D)."""
+def _layout(a, p, cu):
+    """(chunks, grid, launch flags): packed rows take one program per (sequence, channel block), over
+    the whole sequence, as fla's fused_recurrent kernels do; the chunked second pass is for dense rows."""
+    batch, length, channels = a.shape
+    if cu is not None:
+        return 1, _grid(cu.numel() - 1, channels, 1, p), dict(VARLEN=True)
+    chunks = p.chunks(length)
+    return chunks, _grid(batch, channels, chunks, p), dict(VARLEN=False)
+
+
+def states(a, x, enter, p, reverse=False, cu=None):
+    """Every state of h_t = a_t h_{t-1} + x_t (reverse: a_t h_{t+1} + x_t) from `enter` (B, D), or
+    (N, D) with the packed offsets `cu` (int64, on a's device), or zero; a, x contiguous (B, L, D)."""
     batch, length, channels = a.shape
     acc, acc_tl = _accumulator(a.dtype)
     h = torch.empty_like(a)
-    chunks = p.chunks(length)
-    grid = _grid(batch, channels, chunks, p)
-    launch = dict(ACC=acc_tl, BLOCK_T=p.block_t, BLOCK_D=p.block_d)
+    chunks, grid, flags = _layout(a, p, cu)
+    launch = dict(ACC=acc_tl, BLOCK_T=p.block_t, BLOCK_D=p.block_d, REVERSE=reverse, **flags)
+    offsets = cu if cu is not None else a  # read only by VARLEN programs
     kernel = _kernels().forward_kernel
     if chunks > 1:
         product, final = (a.new_empty(batch, chunks, channels, dtype=acc) for _ in range(2))
-        kernel[grid](a, x, h, a, product, final, length, channels, p.chunk_len,
+        kernel[grid](a, x, h, a, product, final, offsets, length, channels, p.chunk_len,
                      HAS_ENTER=False, SUMMARY=True, **launch)
-        leaving = states(product, final, enter, plan(batch, chunks, channels, a.device, chunk_len=chunks))
-        first = enter[:, None].to(acc) if enter is not None else leaving.new_zeros(batch, 1, channels)
-        enter = torch.cat([first, leaving[:, :-1]], dim=1)  # (b chunks d): the state entering each chunk
-    kernel[grid](a, x, h, enter if enter is not None else a, a, a, length, channels, p.chunk_len,
+        # the same recurrence over chunks gives the state leaving each; a chunk is entered from the
+        # one before it in the walk (the one after it in t when reverse)
+        leaving = states(product, final, enter, plan(batch, chunks, channels, a.device, chunk_len=chunks), reverse)
+        outside = enter[:, None].to(acc) if enter is not None else leaving.new_zeros(batch, 1, channels)
+        pieces = [leaving[:, 1:], outside] if reverse else [outside, leaving[:, :-1]]
+        enter = torch.cat(pieces, dim=1)  # (b chunks d): the state entering each chunk
+    kernel[grid](a, x, h, enter if enter is not None else a, a, a, offsets, length, channels, p.chunk_len,
                  HAS_ENTER=enter is not None, SUMMARY=False, **launch)
     return h
 
 
-def adjoint(a, h, h0, grad_h, grad_last, p):
-    """(dL/da, dL/dkv, dL/dh0 or None) for upstream gradients grad_h (B, L, D) and grad_last (B, D)."""
+def final_states(h, start, reverse, cu):
+    """h_last: the state after each row's (or packed sequence's) last step in the walk; an empty
+    sequence's is its `start` (h0's row, or zero)."""
+    if cu is None:
+        return h[:, 0] if reverse else h[:, -1]
+    first, end = cu[:-1], cu[1:]
+    at = first if reverse else (end - 1).clamp_min(0)
+    return torch.where((end == first)[:, None], start, h[0, at.clamp_max(h.shape[1] - 1)])  # (n d)
+
+
+def adjoint(a, h, h0, grad_h, grad_last, p, reverse=False, cu=None):
+    """(dL/da, dL/dkv, dL/dh0 or None) for upstream gradients grad_h (B, L, D) and grad_last (B, D),
+    or (N, D) with the packed offsets `cu`."""
     batch, length, channels = a.shape
     acc, acc_tl = _accumulator(a.dtype)
     grad_a, grad_kv = torch.empty_like(a), torch.empty_like(a)
-    chunks = p.chunks(length)
-    grid = _grid(batch, channels, chunks, p)
-    launch = dict(HAS_H0=h0 is not None, ACC=acc_tl, BLOCK_T=p.block_t, BLOCK_D=p.block_d)
+    chunks, grid, flags = _layout(a, p, cu)
+    launch = dict(HAS_H0=h0 is not None, ACC=acc_tl, BLOCK_T=p.block_t, BLOCK_D=p.block_d, REVERSE=reverse, **flags)
+    offsets = cu if cu is not None else a
     kernel = _kernels().backward_kernel
-    last = grad_last.to(acc) if grad_last is not None else a.new_zeros(batch, channels, dtype=acc)
+    rows = batch if cu is None else cu.numel() - 1
+    last = grad_last.to(acc) if grad_last is not None else a.new_zeros(rows, channels, dtype=acc)
     start = h0 if h0 is not None else a
     if chunks > 1:
         product, local = (a.new_empty(batch, chunks, channels, dtype=acc) for _ in range(2))
-        kernel[grid](a, h, start, grad_h, a, a, a, product, local, length, channels, p.chunk_len,
+        kernel[grid](a, h, start, grad_h, a, a, a, product, local, offsets, length, channels, p.chunk_len,
                      SUMMARY=True, **launch)
-        # entering chunk c from the right is G at the start of chunk c+1: a forward scan over reversed chunks
-        leaving = states(product.flip(1).contiguous(), local.flip(1).contiguous(), last,
-                         plan(batch, chunks, channels, a.device, chunk_len=chunks)).flip(1)
-        enter = torch.cat([leaving[:, 1:], last[:, None]], dim=1).contiguous()  # (b chunks d)
+        # the adjoint walks against the scan: over chunks it is a scan in the other direction, and
+        # a chunk is entered from the one after it in the scan's walk
+        leaving = states(product, local, last, plan(batch, chunks, channels, a.device, chunk_len=chunks), not reverse)
+        pieces = [last[:, None], leaving[:, :-1]] if reverse else [leaving[:, 1:], last[:, None]]
+        enter = torch.cat(pieces, dim=1).contiguous()  # (b chunks d)
     else:
-        enter = last[:, None].contiguous()
-    kernel[grid](a, h, start, grad_h, grad_a, grad_kv, enter, a, a, length, channels, p.chunk_len,
+        enter = last.contiguous()  # (rows d): one chunk per row
+    kernel[grid](a, h, start, grad_h, grad_a, grad_kv, enter, a, a, offsets, length, channels, p.chunk_len,
                  SUMMARY=False, **launch)
-    grad_h0 = (a[:, 0].to(acc) * grad_kv[:, 0].to(acc)).to(a.dtype) if h0 is not None else None
-    return grad_a, grad_kv, grad_h0
+    if h0 is None:
+        return grad_a, grad_kv, None
+    # h0 enters at the scan's first step s: dL/dh0 = a_s G_s; an empty sequence hands h0 straight to h_last
+    if cu is None:
+        s = length - 1 if reverse else 0
+        return grad_a, grad_kv, (a[:, s].to(acc) * grad_kv[:, s].to(acc)).to(a.dtype)
+    first, end = cu[:-1], cu[1:]
+    s = ((end - 1) if reverse else first).clamp(0, length - 1)
+    into = a[0, s].to(acc) * grad_kv[0, s].to(acc)  # (n d)
+    return grad_a, grad_kv, torch.where((end == first)[:, None], last, into).to(a.dtype)
 
 
 class _TritonScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, kv, h0, p):
+    def forward(ctx, a, kv, h0, p, reverse, cu):
         a, kv = _dense(a.detach()), _dense(kv.detach())
         h0 = _dense(h0.detach()) if h0 is not None else None
-        h = states(a, kv, h0, p)
+        h = states(a, kv, h0, p, reverse, cu)
         ctx.save_for_backward(a, h, h0)
-        ctx.plan = p
+        ctx.plan, ctx.reverse, ctx.cu = p, reverse, cu
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
-        return h, h[:, -1].clone()  # a separate tensor: autograd outputs that view each other need care
+        # a separate tensor: autograd outputs that view each other need care
+        return h, final_states(h, _start(h0, h, cu), reverse, cu).clone()
 
     @staticmethod
     def backward(ctx, grad_h, grad_last):
         a, h, h0 = ctx.saved_tensors
         grad_h = _dense(grad_h) if grad_h is not None else torch.zeros_like(a)
         grad_last = _dense(grad_last) if grad_last is not None else None
-        grad_a, grad_kv, grad_h0 = adjoint(a, h, h0, grad_h, grad_last, ctx.plan)
-        return grad_a, grad_kv, grad_h0, None
+        grad_a, grad_kv, grad_h0 = adjoint(a, h, h0, grad_h, grad_last, ctx.plan, ctx.reverse, ctx.cu)
+        return grad_a, grad_kv, grad_h0, None, None, None
 
 
-def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None):
+def _start(h0, h, cu):
+    rows = h.shape[0] if cu is None else cu.numel() - 1
+    return h0 if h0 is not None else h.new_zeros(rows, h.shape[2])
+
+
+def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_seqlens=None):
     """`scan` with the plan's chunk length and tile height forced (tests cross chunk and tile edges)."""
     p = plan(a.shape[0], a.shape[1], a.shape[2], a.device, chunk_len, block_t)
+    # a copy in int64: a caller changing its offsets in place before the backward must not change the gradient
+    cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64, copy=True)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
-        return _TritonScan.apply(a, kv, h0, p)
-    h = states(_dense(a), _dense(kv), None if h0 is None else _dense(h0), p)
-    return h, h[:, -1]
+        return _TritonScan.apply(a, kv, h0, p, reverse, cu)
+    h0 = None if h0 is None else _dense(h0)
+    h = states(_dense(a), _dense(kv), h0, p, reverse, cu)
+    return h, final_states(h, _start(h0, h, cu), reverse, cu)
 
 
-def scan(a, kv, h0=None):
-    return triton_scan(a, kv, h0)
+def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+    return triton_scan(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)
 
 
 scan.__doc__ = SCAN_DOC
@@ -191,4 +241,5 @@ def load():
                        unavailable_reason=_unavailable_reason(), device_note=INTERPRETER_NOTE,
                        description="scanlab's Triton kernel: tiled associative scan, chunked over L when B*D is "
                                    "small, fused backward; float32 accumulation for half inputs"
-                                   + (" (Triton interpreter: TRITON_INTERPRET=1)" if interpreted() else ""))
+                                   + (" (Triton interpreter: TRITON_INTERPRET=1)" if interpreted() else ""),
+                       native_layouts=(REVERSE, VARLEN))
