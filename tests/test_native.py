@@ -1,5 +1,6 @@
 """The compiled `native` scan: its blocking over (B, D) and threads, its fused backward, its availability."""
 import sys
+from fractions import Fraction
 
 import pytest
 import torch
@@ -81,8 +82,38 @@ def test_a_decode_step_gives_the_kernels_bits_and_gradients_at_every_thread_coun
                 assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)) and torch.equal(got.isnan(), want.isnan())
     finally:
         torch.set_num_threads(previous)
+    assert native._step_rounds_as_the_kernel(dtype), "this torch build's addcmul rounds twice: decode steps take the kernel"
     monkeypatch.setattr(native, "_kernels", lambda: pytest.fail("a step from a state launched the kernel"))
     assert torch.equal(native.scan(a, kv, h0)[0].nan_to_num(7.0), step[1][0].nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_the_kernel_rounds_each_step_once(dtype):
+    """h = a h0 + kv, correctly rounded once (an fma), not rounded after the product and again after the
+    sum: exact sums by Fraction, against the kernel (not decode_step) at L = 1; the two roundings differ
+    on some of these inputs, so a kernel that multiplied and added would fail."""
+    a, kv, h0 = scan_inputs(2, 1, 67, dtype, "signed", "normal", seed=11)
+    h = _through_the_kernel(a, kv, h0)[0]
+    exact = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in
+             zip(a.flatten().tolist(), h0.flatten().tolist(), kv.flatten().tolist())]
+    once = torch.tensor(exact, dtype=torch.float64).to(dtype).reshape(h.shape)  # float32: exact, then rounded
+    assert torch.equal(h, once)
+    assert not torch.equal(h, torch.mul(a, h0[:, None]).add_(kv))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_where_addcmul_rounds_twice_a_decode_step_takes_the_kernel(dtype, monkeypatch):
+    """A torch build whose addcmul multiplies and adds in two roundings: the probe finds it, and a step
+    from a state gives the kernel's bits through the kernel."""
+    twice = lambda kv, a, h, **kwargs: torch.mul(a, h).add_(kv)
+    monkeypatch.setattr(torch, "addcmul", twice)
+    native._step_rounds_as_the_kernel.cache_clear()
+    try:
+        assert not native._step_rounds_as_the_kernel(dtype)
+        a, kv, h0 = scan_inputs(3, 1, 130, dtype, "signed", "mixed", seed=4)
+        assert torch.equal(native.scan(a, kv, h0)[0], _through_the_kernel(a, kv, h0)[0])
+    finally:
+        native._step_rounds_as_the_kernel.cache_clear()
 
 
 def _through_the_kernel(a, kv, h0):

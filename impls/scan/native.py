@@ -125,7 +125,7 @@ class _NativeScan(torch.autograd.Function):
 
 
 def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):  # both layouts native: offsets and a direction
-    if a.shape[1] == 1 and h0 is not None and cu_seqlens is None and not a.is_complex():
+    if a.shape[1] == 1 and h0 is not None and cu_seqlens is None and _step_rounds_as_the_kernel(a.dtype):
         return decode_step(a, kv, h0)
     offsets = _offsets(a, cu_seqlens)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
@@ -138,15 +138,32 @@ scan.__doc__ = SCAN_DOC
 
 def decode_step(a, kv, h0):
     """One step from a state, h = a * h0 + kv (a, kv (B, 1, D), h0 (B, D)): decoding, where a call
-    is too small to share between threads. Two torch ops, a multiply and an add, each rounded once
-    as the kernel rounds its own (numba without fastmath contracts nothing into a fused multiply-add),
-    so the bits are the kernel's at every thread count (tests/test_native.py); autograd differentiates
-    them. The kernel call cost 12-14 us here at B = 1, D = 64 (numpy views, allocations, numba's
-    dispatch, a parallel launch at 2 threads) against 4 us for this. Complex dtypes take the kernel:
-    torch's complex multiply need not round as numba's does."""
-    h = torch.mul(a, h0.unsqueeze(1))  # (b 1 d)
-    h = h.add_(kv)
+    is too small to share between threads. One torch op, addcmul, which rounds a * h0 + kv once, as
+    the kernel's fma does: the kernel's bits at every thread count (tests/test_native.py), where
+    `_step_rounds_as_the_kernel` found that this torch build's addcmul fuses (scan() checks before it
+    calls this); autograd differentiates it. The kernel call cost 12-14 us here at B = 1, D = 64 (numpy
+    views, allocations, numba's dispatch, a parallel launch at 2 threads)."""
+    h = torch.addcmul(kv, a, h0.unsqueeze(1))  # (b 1 d)
     return h, h[:, 0]
+
+
+@functools.cache
+def _step_rounds_as_the_kernel(dtype):
+    """Whether torch.addcmul gives the kernel's bits in this dtype, once per process. A build or CPU
+    whose addcmul multiplies and adds in two roundings (torch's default-capability kernels, compiled
+    without FMA) would differ in about 1 element in 4; then decode steps take the kernel. Probed on
+    contiguous and strided steps, over a vector body and its tail. Complex dtypes always take the
+    kernel: a complex product is not one fma."""
+    if dtype.is_complex:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    a, kv, h0 = (torch.randn(3, 2, 1031, generator=gen, dtype=torch.float64).to(dtype) for _ in range(3))
+    for step in (lambda t: t[:, :1], lambda t: t[:, :1].contiguous()):
+        fused = decode_step(step(a), step(kv), h0[:, 0])[0]
+        kernel = _forward(step(a), step(kv), h0[:, 0], _whole_rows(1), False)[0]
+        if not torch.equal(fused, kernel):
+            return False
+    return True
 
 
 def _unavailable_reason():

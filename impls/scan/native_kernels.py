@@ -5,10 +5,35 @@ Layout (B, L, D), C-contiguous. Each job is one batch row b and one block of cha
 so every element of a, kv and h is touched exactly once and the loop over channels vectorises
 (contiguous loads, no dependency between channels). Jobs run on numba's threads (prange).
 
+Each real step is one fused multiply-add, `mul_add`: a_t * h + kv_t rounded once (LLVM's fma, an
+instruction on CPUs that have one, a correctly rounded call on those without), so its bits are fixed
+by IEEE 754 and not by what the compiler chooses to contract. That is what lets a decode step use
+torch.addcmul, which this torch build also rounds once (native.py checks it before trusting it), and
+give the kernel's bits. Complex steps multiply and add (a complex product is not one fma).
 No fastmath: it would let LLVM assume no NaN or inf, and a NaN at step t must stay at t and after.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+
+@intrinsic
+def _fma(typingctx, x, y, z):
+    if not (isinstance(x, types.Float) and x == y == z):
+        return None
+    return x(x, y, z), lambda context, builder, signature, args: builder.fma(*args)
+
+
+def mul_add(x, y, z):
+    """x * y + z, rounded once for real floats (compiled code only: see the overload)."""
+    return x * y + z
+
+
+@overload(mul_add, inline="always")
+def _mul_add(x, y, z):
+    if isinstance(x, types.Float) and x == y == z:
+        return lambda x, y, z: _fma(x, y, z)
+    return lambda x, y, z: x * y + z
 
 
 @njit(inline="always")
@@ -24,22 +49,29 @@ def _step(a, kv, h, b, t, d0, width, state):
     """state = a_t * state + kv_t over one job's channels, written to h_t."""
     a_t, kv_t, h_t = a[b, t, d0:d0 + width], kv[b, t, d0:d0 + width], h[b, t, d0:d0 + width]
     for d in range(width):
-        s = a_t[d] * state[d] + kv_t[d]
+        s = mul_add(a_t[d], state[d], kv_t[d])
         state[d] = s
         h_t[d] = s
 
 
 @njit(inline="always")
-def _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_other, carry):
-    """G = dL/dh_t + carry; dL/dkv_t = G, dL/da_t = G conj(h_other) (the state a_t multiplied);
-    carry = conj(a_t) G, for the step the adjoint visits next."""
+def _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_other, carry, gate, opening):
+    """G = gate * carry + dL/dh_t, one fma (gate and carry: the conj(a) and G of the step visited
+    before), or carry + dL/dh_t at the step the adjoint opens with (carry: dL/dh_last; no product by
+    a gate of 1, which a complex inf would turn into NaN); dL/dkv_t = G, dL/da_t = G conj(h_other)
+    (the state a_t multiplied); then carry = G, gate = conj(a_t)."""
     g_t, a_t = grad_h[b, t, d0:d0 + width], a[b, t, d0:d0 + width]
     ga_t, gkv_t = grad_a[b, t, d0:d0 + width], grad_kv[b, t, d0:d0 + width]
+    if opening:
+        for d in range(width):
+            carry[d] = g_t[d] + carry[d]
+    else:
+        for d in range(width):
+            carry[d] = mul_add(gate[d], carry[d], g_t[d])
     for d in range(width):
-        G = g_t[d] + carry[d]
-        gkv_t[d] = G
-        ga_t[d] = G * np.conj(h_other[d])
-        carry[d] = np.conj(a_t[d]) * G
+        gkv_t[d] = carry[d]
+        ga_t[d] = carry[d] * np.conj(h_other[d])
+        gate[d] = np.conj(a_t[d])
 
 
 @njit(inline="always")
@@ -109,16 +141,18 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
         for i in range(offsets.shape[0] - 1):
             first, end = offsets[i], offsets[i + 1]
             carry = grad_last[b + i, d0:d0 + width].copy()
+            gate = np.empty(width, a.dtype)
             for t in range(first, end if reverse else first):
                 h_next = h[b, t + 1, d0:d0 + width] if t < end - 1 else h0[b + i, d0:d0 + width]
-                _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, carry)
+                _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, carry, gate, t == first)
             stop = end
             while not reverse and stop > first:
                 start = max(first, stop - steps)
                 touched += _touch_ascending((grad_h, a, h), (grad_a, grad_kv), b, start, stop, d0, width, line)
                 for t in range(stop - 1, start - 1, -1):
                     h_prev = h[b, t - 1, d0:d0 + width] if t > first else h0[b + i, d0:d0 + width]
-                    _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, carry)
+                    _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, carry, gate, t == end - 1)
                 stop = start
-            grad_h0[b + i, d0:d0 + width] = carry
+            # conj(a) G at the scan's first step, where h0 entered; an empty sequence hands dL/dh_last on
+            grad_h0[b + i, d0:d0 + width] = gate * carry if end > first else carry
         sink[job] = touched
