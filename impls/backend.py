@@ -4,6 +4,7 @@ Scan backends are called as ``backend(a, kv, h0=None) -> (h, h_last)``; convolut
 ``backend(u, K) -> y``. Both validate their arguments before any work (see ``validation.py``) and
 look their tolerances up in ``tolerances.py``, the one table that holds them.
 """
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -100,7 +101,7 @@ class Backend:
         if empty is not None:
             return empty
         fn = self.fn
-        return lambda: fn(*inputs)
+        return functools.partial(fn, *inputs)
 
 
 class ScanBackend(Backend):
@@ -124,7 +125,7 @@ class ScanBackend(Backend):
         if not a.numel():
             return self._empty(a, kv, h0, cu_seqlens)
         fn = layouts.layout_call(self.fn, self.native_layouts, reverse, cu_seqlens, self._refuse, self.exact_zero_gates)
-        return lambda: fn(a, kv, h0)
+        return functools.partial(fn, a, kv, h0)  # one Python frame fewer than a lambda, per timed call
 
     @staticmethod
     def _empty(a, kv, h0, cu_seqlens):
