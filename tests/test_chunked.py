@@ -1,9 +1,14 @@
-"""The chunked scan is exact whatever the chunk size, with zero gates anywhere inside a chunk."""
+"""The chunked scan is exact whatever the chunk size, with zero gates anywhere inside a chunk, and its
+packed path restarts at boundaries anywhere inside a chunk."""
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scanlab import get_scan_backend, oracle
+from scanlab.harness.inputs import scan_inputs
+from scanlab.impls import layouts
+from scanlab.impls.scan.assoc import segmented_states
 from scanlab.impls.scan.chunked import chunked_states, decay_matrix
 from scanlab.impls.scan.sequential import sequential_states
 
@@ -30,3 +35,73 @@ def test_complex_gates(dtype):
     kv = torch.randn(1, 20, 2, dtype=dtype)
     tol = 1e-5 if dtype == torch.complex64 else 1e-12
     assert torch.allclose(chunked_states(a, kv, 8), sequential_states(a, kv), rtol=tol, atol=tol)
+
+
+def _segments(starts):
+    edges = [i for i, s in enumerate(starts.tolist()) if s] + [len(starts)]
+    return list(zip(edges, edges[1:]))
+
+
+@given(length=st.integers(1, 70), chunk=st.sampled_from([1, 2, 3, 8]), seed=st.integers(0, 2 ** 20))
+def test_packed_states_restart_at_every_boundary_wherever_it_falls_in_a_chunk(length, chunk, seed):
+    """chunked_states with `starts` equals the loop run on each sequence alone, with a NaN in one
+    sequence's input and an inf among its gates that reach no other sequence (masks, not zero gates)."""
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.rand(length, generator=g) < 0.3
+    starts[0] = True
+    a = torch.rand(2, length, 3, generator=g, dtype=torch.float64)
+    kv = torch.randn(2, length, 3, generator=g, dtype=torch.float64)
+    spans = _segments(starts)
+    poisoned = spans[int(torch.randint(len(spans), (1,), generator=g))]
+    kv[0, poisoned[0], 0] = float("nan")
+    a[1, poisoned[1] - 1, 2] = float("inf")
+    h = chunked_states(a, kv, chunk, starts)
+    for s, e in spans:
+        alone = sequential_states(a[:, s:e], kv[:, s:e])
+        if (s, e) == poisoned:
+            continue
+        assert torch.isfinite(h[:, s:e]).all(), (s, e)
+        assert torch.allclose(h[:, s:e], alone, rtol=1e-13, atol=1e-15), (s, e)
+
+
+@given(length=st.integers(1, 40), seed=st.integers(0, 2 ** 20))
+def test_the_segmented_carry_restarts_where_reset(length, seed):
+    g = torch.Generator().manual_seed(seed)
+    reset = torch.rand(length, generator=g) < 0.3
+    a = torch.randn(2, length, 2, generator=g, dtype=torch.float64)
+    h = torch.randn(2, length, 2, generator=g, dtype=torch.float64)
+    got = segmented_states(a, h, reset)
+    state = torch.zeros(2, 2, dtype=torch.float64)
+    for t in range(length):
+        state = h[:, t] if (t == 0 or reset[t]) else a[:, t] * state + h[:, t]
+        assert torch.allclose(got[:, t], state, rtol=1e-13, atol=1e-14), t
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["float64", "complex128"])
+def test_packed_calls_run_the_native_path_with_every_gradient(dtype, reverse, monkeypatch):
+    """backend(cu_seqlens=) never goes through the varlen adapter; h, h_last and dL/da, dL/dkv, dL/dh0 of
+    sequences whose boundaries fall at every place in a chunk of 8 (and an empty and a one-step one)
+    against the oracle, and a NaN in one sequence's upstream gradient reaches no other gradient."""
+    monkeypatch.setattr(layouts, "varlen_adapter", lambda *args, **kwargs: pytest.fail("the varlen adapter ran"))
+    cu = torch.tensor([0, 3, 11, 11, 12, 21, 31, 46, 61])
+    a, kv, _ = scan_inputs(1, 61, 4, dtype, "signed", "mixed", seed=7)
+    h0 = scan_inputs(len(cu) - 1, 1, 4, dtype, seed=8)[2]
+    gen = torch.Generator().manual_seed(1)
+    g = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(dtype)
+    g_last = torch.randn(h0.shape, generator=gen, dtype=torch.float64).to(dtype)
+    results = []
+    for scan in (get_scan_backend("chunked"), oracle):
+        leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
+        out = scan(*leaves, reverse=reverse, cu_seqlens=cu)
+        results.append([*out, *torch.autograd.grad(out, leaves, (g, g_last))])
+    for name, got, want in zip(("h", "h_last", "grad_a", "grad_kv", "grad_h0"), *results):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), name
+    g[0, 13, 1] = float("nan")  # in sequence 4, [12, 21)
+    leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
+    grads = torch.autograd.grad(get_scan_backend("chunked")(*leaves, reverse=reverse, cu_seqlens=cu), leaves, (g, g_last))
+    outside = torch.ones(61, dtype=torch.bool)
+    outside[12:21] = False
+    for got, want in zip(grads[:2], results[0][2:4]):
+        assert torch.allclose(got[:, outside], want[:, outside], rtol=1e-12, atol=1e-12)
+    assert torch.isfinite(grads[2][[0, 1, 2, 3, 5, 6, 7]]).all()

@@ -30,6 +30,25 @@ def assoc_states(a, h):  # (b l d) -> (b l d)
     return _interleave(H_even, H_odd, length)
 
 
+def segmented_states(a, h, reset):  # (b l d), (b l d), (l,) bool -> (b l d)
+    """assoc_states, restarted from zero before every step where `reset` is set (Blelloch's segmented
+    scan): combining (r_i, a_i, h_i) then (r_j, a_j, h_j) gives r_i | r_j and, where r_j, (a_j, h_j)
+    alone. The restart is a selection, not a zero gate: a NaN or inf state never crosses it."""
+    length = a.shape[1]
+    if length == 1:
+        return h
+    a_left, a_right = a[:, 0:length - 1:2], a[:, 1::2]
+    h_left, h_right = h[:, 0:length - 1:2], h[:, 1::2]
+    r_left, r_right = reset[0:length - 1:2], reset[1::2]
+    joined = ~r_right[None, :, None]  # (1 l/2 1): the right one continues the left one
+    H_odd = segmented_states(torch.where(joined, a_right * a_left, a_right),
+                             torch.where(joined, a_right * h_left + h_right, h_right), r_left | r_right)
+    a_even, h_even, r_even = a[:, 2::2], h[:, 2::2], reset[2::2]
+    carried = a_even * H_odd[:, :a_even.shape[1]] + h_even
+    H_even = torch.cat([h[:, :1], torch.where(r_even[None, :, None], h_even, carried)], dim=1)
+    return _interleave(H_even, H_odd, length)
+
+
 scan = scan_from_core(assoc_states, float16_in_float32=True)
 
 

@@ -44,13 +44,16 @@ class _AdjointScan(torch.autograd.Function):
         G_t = dL/dh_t + conj(a_{t+1}) * G_{t+1},   dL/dkv_t = G_t,   dL/da_t = G_t * conj(h_{t-1})
 
     so an algorithm whose own graph is inaccurate or memory-hungry to differentiate (log-space,
-    decay matrices) gets a gradient exactly as accurate as its forward pass.
+    decay matrices) gets a gradient exactly as accurate as its forward pass. With `starts` (L,) bool,
+    the packed sequences' first steps, `core(a, kv, starts)` restarts there, and so does the
+    adjoint: it restarts after each sequence's last step, and h_{t-1} is zero at a first step
+    (selected, not multiplied: no value of one sequence reaches another's gradient).
     """
 
     @staticmethod
-    def forward(ctx, a, kv, core):
-        h = core(a, kv)
-        ctx.core = core
+    def forward(ctx, a, kv, core, starts=None):
+        h = core(a, kv) if starts is None else core(a, kv, starts=starts)
+        ctx.core, ctx.starts = core, starts
         ctx.save_for_backward(a, h)
         return h
 
@@ -59,9 +62,14 @@ class _AdjointScan(torch.autograd.Function):
     def backward(ctx, grad_h):
         a, h = ctx.saved_tensors
         a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1).conj()  # (b l d)
-        G = ctx.core(a_next.flip(1).resolve_conj(), grad_h.flip(1)).flip(1)
         h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
-        return G * h_prev.conj(), G, None
+        if ctx.starts is None:
+            G = ctx.core(a_next.flip(1).resolve_conj(), grad_h.flip(1)).flip(1)
+            return G * h_prev.conj(), G, None, None
+        lasts = torch.cat([ctx.starts[1:], ctx.starts.new_ones(1)])  # each sequence's last step
+        G = ctx.core(a_next.flip(1).resolve_conj(), grad_h.flip(1), starts=lasts.flip(0)).flip(1)
+        h_prev = torch.where(ctx.starts[None, :, None], torch.zeros((), dtype=h.dtype, device=h.device), h_prev)
+        return G * h_prev.conj(), G, None, None
 
 
 def scan_from_core(core, adjoint_backward=False, float16_in_float32=False, reverse_core=None):
