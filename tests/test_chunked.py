@@ -77,31 +77,42 @@ def test_the_segmented_carry_restarts_where_reset(length, seed):
         assert torch.allclose(got[:, t], state, rtol=1e-13, atol=1e-14), t
 
 
+# starts at every place 0..7 in a chunk of 8 (0, 3, 9, 10, 12, 21, 31, 46 mod 8 = 0, 3, 1, 2, 4, 5, 7, 6),
+# an empty sequence [9, 9) and a one-step one [9, 10)
+PACKED = torch.tensor([0, 3, 9, 9, 10, 12, 21, 31, 46, 61])
+
+
+def _run(scan, a, kv, h0, g, g_last, reverse):
+    leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
+    out = scan(*leaves, reverse=reverse, cu_seqlens=PACKED)
+    return [*out, *torch.autograd.grad(out, leaves, (g, g_last))]
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["float64", "complex128"])
 def test_packed_calls_run_the_native_path_with_every_gradient(dtype, reverse, monkeypatch):
     """backend(cu_seqlens=) never goes through the varlen adapter; h, h_last and dL/da, dL/dkv, dL/dh0 of
-    sequences whose boundaries fall at every place in a chunk of 8 (and an empty and a one-step one)
-    against the oracle, and a NaN in one sequence's upstream gradient reaches no other gradient."""
+    sequences starting at every place in a chunk of 8 against the oracle. A NaN in one sequence's
+    upstream gradient, and a NaN input and an inf gate in one sequence, change no value outside it."""
     monkeypatch.setattr(layouts, "varlen_adapter", lambda *args, **kwargs: pytest.fail("the varlen adapter ran"))
-    cu = torch.tensor([0, 3, 11, 11, 12, 21, 31, 46, 61])
     a, kv, _ = scan_inputs(1, 61, 4, dtype, "signed", "mixed", seed=7)
-    h0 = scan_inputs(len(cu) - 1, 1, 4, dtype, seed=8)[2]
+    h0 = scan_inputs(len(PACKED) - 1, 1, 4, dtype, seed=8)[2]
     gen = torch.Generator().manual_seed(1)
     g = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(dtype)
     g_last = torch.randn(h0.shape, generator=gen, dtype=torch.float64).to(dtype)
-    results = []
-    for scan in (get_scan_backend("chunked"), oracle):
-        leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
-        out = scan(*leaves, reverse=reverse, cu_seqlens=cu)
-        results.append([*out, *torch.autograd.grad(out, leaves, (g, g_last))])
-    for name, got, want in zip(("h", "h_last", "grad_a", "grad_kv", "grad_h0"), *results):
+    chunked = get_scan_backend("chunked")
+    clean = _run(chunked, a, kv, h0, g, g_last, reverse)
+    for name, got, want in zip(("h", "h_last", "grad_a", "grad_kv", "grad_h0"), clean, _run(oracle, a, kv, h0, g, g_last, reverse)):
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), name
-    g[0, 13, 1] = float("nan")  # in sequence 4, [12, 21)
-    leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
-    grads = torch.autograd.grad(get_scan_backend("chunked")(*leaves, reverse=reverse, cu_seqlens=cu), leaves, (g, g_last))
-    outside = torch.ones(61, dtype=torch.bool)
-    outside[12:21] = False
-    for got, want in zip(grads[:2], results[0][2:4]):
-        assert torch.allclose(got[:, outside], want[:, outside], rtol=1e-12, atol=1e-12)
-    assert torch.isfinite(grads[2][[0, 1, 2, 3, 5, 6, 7]]).all()
+    inside = torch.zeros(61, dtype=torch.bool)
+    inside[12:21] = True  # sequence 5
+    others = [i for i in range(len(PACKED) - 1) if i != 5]
+    bad_g = g.clone()
+    bad_g[0, 13, 1] = float("nan")
+    bad_inputs = a.clone(), kv.clone()
+    bad_inputs[0][0, 14, 2], bad_inputs[1][0, 17, 0] = float("inf"), float("nan")
+    for poisoned in (_run(chunked, a, kv, h0, bad_g, g_last, reverse), _run(chunked, *bad_inputs, h0, g, g_last, reverse)):
+        for name, got, want in zip(("h", "grad_a", "grad_kv"), poisoned[:1] + poisoned[2:4], clean[:1] + clean[2:4]):
+            assert torch.allclose(got[:, ~inside], want[:, ~inside], rtol=1e-12, atol=1e-12), name
+        for name, got, want in (("h_last", poisoned[1], clean[1]), ("grad_h0", poisoned[4], clean[4])):
+            assert torch.allclose(got[others], want[others], rtol=1e-12, atol=1e-12), name

@@ -68,8 +68,8 @@ def test_fused_backward_matches_the_oracle_whichever_output_is_used(dtype, use_h
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("batch,channels", [(1, 1), (1, 64), (3, 63), (8, 512), (64, 4097)])
 def test_a_decode_step_gives_the_kernels_bits_and_gradients_at_every_thread_count(batch, channels, dtype, monkeypatch):
-    """decode_step (torch's multiply and add) against the kernel on the same step, at 1 and 2 threads;
-    a NaN, an inf and a signed zero among the inputs."""
+    """decode_step (one torch.addcmul) against the kernel on the same step, at 1 and 2 threads; a NaN,
+    an inf and a signed zero among the inputs; then scan() takes it without launching the kernel."""
     a, kv, h0 = scan_inputs(batch, 1, channels, dtype, "signed", "mixed", seed=channels)
     a[0, 0, 0], kv[-1, 0, -1], h0[0, -1] = float("nan"), float("inf"), -0.0
     previous = torch.get_num_threads()
@@ -82,23 +82,36 @@ def test_a_decode_step_gives_the_kernels_bits_and_gradients_at_every_thread_coun
                 assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)) and torch.equal(got.isnan(), want.isnan())
     finally:
         torch.set_num_threads(previous)
-    assert native._step_rounds_as_the_kernel(dtype), "this torch build's addcmul rounds twice: decode steps take the kernel"
+    if not native._step_rounds_as_the_kernel(dtype):
+        pytest.skip("this torch build's addcmul rounds twice: its decode steps take the kernel (tested below)")
     monkeypatch.setattr(native, "_kernels", lambda: pytest.fail("a step from a state launched the kernel"))
     assert torch.equal(native.scan(a, kv, h0)[0].nan_to_num(7.0), step[1][0].nan_to_num(7.0))
 
 
+def _fused(x, y, z, dtype):
+    """x * y + z rounded once to dtype, elementwise, by exact rational arithmetic (float32: exact, then
+    to float64 and float32; the double rounding differs only on exact float32 midpoints)."""
+    exact = [float(Fraction(p) * Fraction(q) + Fraction(r)) for p, q, r in zip(x.flatten().tolist(), y.flatten().tolist(), z.flatten().tolist())]
+    return torch.tensor(exact, dtype=torch.float64).to(dtype).reshape(x.shape)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_the_kernel_rounds_each_step_once(dtype):
-    """h = a h0 + kv, correctly rounded once (an fma), not rounded after the product and again after the
-    sum: exact sums by Fraction, against the kernel (not decode_step) at L = 1; the two roundings differ
-    on some of these inputs, so a kernel that multiplied and added would fail."""
-    a, kv, h0 = scan_inputs(2, 1, 67, dtype, "signed", "normal", seed=11)
-    h = _through_the_kernel(a, kv, h0)[0]
-    exact = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in
-             zip(a.flatten().tolist(), h0.flatten().tolist(), kv.flatten().tolist())]
-    once = torch.tensor(exact, dtype=torch.float64).to(dtype).reshape(h.shape)  # float32: exact, then rounded
-    assert torch.equal(h, once)
-    assert not torch.equal(h, torch.mul(a, h0[:, None]).add_(kv))
+    """Forward h_t = fma(a_t, h_{t-1}, kv_t) and backward G_0 = fma(a_1, G_1, dL/dh_0), each correctly
+    rounded once, not after the product and again after the sum: the kernel (not decode_step) at L = 2
+    against exact rational arithmetic; the two roundings differ on some of these inputs, so a kernel
+    that multiplied and added would fail."""
+    a, kv, h0 = scan_inputs(2, 2, 67, dtype, "signed", "normal", seed=11)
+    g = scan_inputs(2, 2, 67, dtype, "signed", "normal", seed=12)[1]
+    leaves = [t.clone().requires_grad_() for t in (a, kv, h0)]
+    h, h_last = _through_the_kernel(*leaves)
+    grad_kv = torch.autograd.grad(h, leaves[1], g)[0]
+    first = _fused(a[:, 0], h0, kv[:, 0], dtype)
+    assert torch.equal(h[:, 0].detach(), first)
+    assert torch.equal(h[:, 1].detach(), _fused(a[:, 1], first, kv[:, 1], dtype))
+    assert torch.equal(grad_kv[:, 0], _fused(a[:, 1], g[:, 1], g[:, 0], dtype))
+    assert not torch.equal(h[:, 0].detach(), torch.mul(a[:, 0], h0).add_(kv[:, 0]))
+    assert not torch.equal(grad_kv[:, 0], torch.mul(a[:, 1], g[:, 1]).add_(g[:, 0]))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])

@@ -131,6 +131,33 @@ def test_chunks_only_when_programs_leave_multiprocessors_idle(monkeypatch):
     assert short.chunks(100) == 1
 
 
+def test_packs_run_in_the_kernels_unless_one_sequence_would_be_a_long_serial_walk(monkeypatch):
+    monkeypatch.setattr(triton_backend, "_sm_count", lambda device: 132)
+    device = torch.device("cuda")
+    many_short = torch.tensor([0, *range(64, 65537, 64)])  # 1024 sequences of 64 steps
+    assert triton_backend.packs_in_kernels(many_short, 65536, 256, device)
+    half_in_one = torch.tensor([0, 32768, *range(33024, 65537, 256)])  # the varlen family's shape of row
+    assert not triton_backend.packs_in_kernels(half_in_one, 65536, 256, device)
+    # wide rows need no chunks: the dense plan walks the whole row in each program anyway
+    assert triton_backend.packs_in_kernels(half_in_one, 65536, 32 * 528, device)
+
+
+def test_a_pack_the_kernels_would_walk_serially_takes_the_adapter_and_agrees(monkeypatch):
+    cu = torch.tensor([0, 200, 250, 251, 301])
+    assert not triton_backend.packs_in_kernels(cu, 301, 1, torch.device(DEVICE))  # 200 > 2 chunks of 80
+    adapted = []
+    real = layouts.varlen_adapter
+    monkeypatch.setattr(layouts, "varlen_adapter", lambda *args, **kw: adapted.append(1) or real(*args, **kw))
+    a, kv, _ = scan_inputs(1, 301, 1, torch.float64, "signed", "mixed", seed=9, device=DEVICE)
+    h0 = torch.randn(4, 1, dtype=torch.float64).to(DEVICE)
+    for reverse in (False, True):
+        h, h_last = triton_backend.load()(a, kv, h0, reverse=reverse, cu_seqlens=cu.to(DEVICE))
+        want, want_last = oracle(a.cpu(), kv.cpu(), h0.cpu(), reverse=reverse, cu_seqlens=cu)
+        torch.testing.assert_close(h.cpu(), want)
+        torch.testing.assert_close(h_last.cpu(), want_last)
+    assert len(adapted) == 2
+
+
 def test_without_a_gpu_or_the_interpreter_the_backend_declares_cuda_only(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     backend = triton_backend.load()

@@ -10,8 +10,9 @@ Packed sequences (cu_seqlens) run natively: the chunks stay where they are, and 
 a chunk is a mask, not a zero gate. M[t, s] is kept only where t and s are in the same sequence,
 the state entering a chunk reaches only the steps of the sequence it belongs to, and the carry
 across chunks is a segmented scan that restarts at each chunk holding a boundary. Each mask is a
-selection, so a NaN or inf of one sequence never reaches another, and no input is checked first;
-h0[i] is folded into sequence i's first input. The gradient is the same segmented recurrence run
+selection, so a NaN or inf of one sequence never reaches another, with no fallback to scanning
+sequence by sequence (kv's finiteness still picks the product or the masked sum, as in a dense
+call); h0[i] is folded into sequence i's first input. The gradient is the same segmented recurrence run
 backwards (interface._AdjointScan).
 """
 import torch
@@ -47,8 +48,7 @@ def chunked_states(a, kv, chunk=None, starts=None):  # (b l d) -> (b l d)
     kv = rearrange(kv, "b d (n c) -> b d n c", c=chunk)
     zero = torch.zeros((), dtype=kv.dtype, device=kv.device)
     decay = decay_matrix(a)  # (b d n t s)
-    causal = torch.ones(chunk, chunk, dtype=torch.bool, device=a.device).tril()
-    carried = reset = None
+    carried = reset = same = None
     if starts is not None:
         steps = torch.cat([starts.long().cumsum(0), starts.new_zeros(pad, dtype=torch.long) + starts.sum()])
         sequence = rearrange(steps, "(n c) -> n c", c=chunk)  # which packed sequence each step is in
@@ -57,10 +57,11 @@ def chunked_states(a, kv, chunk=None, starts=None):  # (b l d) -> (b l d)
         carried = sequence == (sequence[:, 0] - opens.long())[:, None]  # (n c): in the sequence entering the chunk
         reset = ~carried[:, -1]  # a chunk whose last step is in a sequence that began inside it
         decay = decay.masked_fill_(~same, 0)  # in place: a second decay-sized tensor cost 10% of the call
-        causal = causal & same
     if bool(torch.isfinite(kv).all()):
         local = (decay @ kv[..., None]).squeeze(-1)  # (b d n c), zero entry state
     else:  # the product would add 0 * inf = NaN from later steps s > t or other sequences: sum the rest only
+        causal = torch.ones(chunk, chunk, dtype=torch.bool, device=a.device).tril()
+        causal = causal if same is None else causal & same
         local = torch.where(causal, decay * kv[..., None, :], zero).sum(-1)
     entry_decay = a.cumprod(dim=-1)  # (b d n c): prod_{r<=t} a_r inside the chunk
 
@@ -80,10 +81,10 @@ def chunked_states(a, kv, chunk=None, starts=None):  # (b l d) -> (b l d)
 _dense = scan_from_core(chunked_states, adjoint_backward=True, float16_in_float32=True)
 
 
-def scan(a, kv, h0=None, *, cu_seqlens=None):
-    if cu_seqlens is None:
-        return _dense(a, kv, h0)
-    return _packed(a, kv, h0, cu_seqlens)
+def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+    if reverse:  # no reverse of its own: the dense path refuses it and says to call the backend, which flips
+        return _dense(a, kv, h0, reverse=True)
+    return _dense(a, kv, h0) if cu_seqlens is None else _packed(a, kv, h0, cu_seqlens)
 
 
 scan.__doc__ = SCAN_DOC

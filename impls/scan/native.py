@@ -141,7 +141,8 @@ def decode_step(a, kv, h0):
     is too small to share between threads. One torch op, addcmul, which rounds a * h0 + kv once, as
     the kernel's fma does: the kernel's bits at every thread count (tests/test_native.py), where
     `_step_rounds_as_the_kernel` found that this torch build's addcmul fuses (scan() checks before it
-    calls this); autograd differentiates it. The kernel call cost 12-14 us here at B = 1, D = 64 (numpy
+    calls this); autograd differentiates it. Under torch.set_flush_denormal(True) a subnormal result
+    can differ from the kernel's (addcmul kept subnormals the kernel flushed). The kernel call cost 12-14 us here at B = 1, D = 64 (numpy
     views, allocations, numba's dispatch, a parallel launch at 2 threads)."""
     if a.shape[0] == 1:  # h0 (1, d) broadcasts as (1, 1, d) itself: no view to make (0.8 us of a 3 us step)
         h = torch.addcmul(kv, a, h0)  # (1 1 d)

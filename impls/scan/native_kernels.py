@@ -14,6 +14,7 @@ No fastmath: it would let LLVM assume no NaN or inf, and a NaN at step t must st
 """
 import numpy as np
 from numba import njit, prange, types
+from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
 
@@ -33,7 +34,9 @@ def mul_add(x, y, z):
 def _mul_add(x, y, z):
     if isinstance(x, types.Float) and x == y == z:
         return lambda x, y, z: _fma(x, y, z)
-    return lambda x, y, z: x * y + z
+    if all(isinstance(t, types.Complex) for t in (x, y, z)):
+        return lambda x, y, z: x * y + z
+    raise TypingError(f"mul_add takes three floats or three complex numbers of one type, got {x}, {y}, {z}")
 
 
 @njit(inline="always")
@@ -122,9 +125,9 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
     """The adjoint recurrence of `forward`, sequence by sequence (h0: the starts, zeros where none
     was given), reading grad_h, a and h once and writing grad_a and grad_kv once:
 
-        forward:  G_t = dL/dh_t + conj(a_{t+1}) G_{t+1},  G_{end-1} = dL/dh_{end-1} + dL/dh_last,
+        forward:  G_t = conj(a_{t+1}) G_{t+1} + dL/dh_t (one fma),  G_{end-1} = dL/dh_{end-1} + dL/dh_last,
                   dL/da_t = G_t conj(h_{t-1}) (h_{first-1} = h0),  dL/dh0 = conj(a_first) G_first
-        reverse:  G_t = dL/dh_t + conj(a_{t-1}) G_{t-1},  G_first = dL/dh_first + dL/dh_last,
+        reverse:  G_t = conj(a_{t-1}) G_{t-1} + dL/dh_t,  G_first = dL/dh_first + dL/dh_last,
                   dL/da_t = G_t conj(h_{t+1}) (h_end = h0),  dL/dh0 = conj(a_{end-1}) G_{end-1}
         dL/dkv_t = G_t;  an empty sequence passes dL/dh_last to dL/dh0
 
@@ -138,10 +141,10 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
     for job in prange(batch * ((channels + block - 1) // block)):
         b, d0, width = _job_span(job, block, channels)
         touched = np.zeros(1, a.dtype)[0]  # not a[0, 0, 0]: L may be 0
+        carry, gate = np.empty(width, a.dtype), np.empty(width, a.dtype)
         for i in range(offsets.shape[0] - 1):
             first, end = offsets[i], offsets[i + 1]
-            carry = grad_last[b + i, d0:d0 + width].copy()
-            gate = np.empty(width, a.dtype)
+            carry[:] = grad_last[b + i, d0:d0 + width]
             for t in range(first, end if reverse else first):
                 h_next = h[b, t + 1, d0:d0 + width] if t < end - 1 else h0[b + i, d0:d0 + width]
                 _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, carry, gate, t == first)
@@ -154,5 +157,7 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
                     _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, carry, gate, t == end - 1)
                 stop = start
             # conj(a) G at the scan's first step, where h0 entered; an empty sequence hands dL/dh_last on
-            grad_h0[b + i, d0:d0 + width] = gate * carry if end > first else carry
+            into = grad_h0[b + i, d0:d0 + width]
+            for d in range(width):
+                into[d] = gate[d] * carry[d] if end > first else carry[d]
         sink[job] = touched

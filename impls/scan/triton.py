@@ -15,7 +15,9 @@ dtype; complex inputs are refused by the dtype check (use `chunked` or `assoc`).
 Reverse and packed scans run in the same kernels (both layouts native): a reverse scan's tiles walk
 t downwards, and its chunks are carried right to left; a packed row runs one program per sequence
 and channel block, from h0's row n to h_last's row n, without the chunked second pass (N sequences
-are the parallelism, as in fla's fused_recurrent kernels).
+are the parallelism, as in fla's fused_recurrent kernels). A pack whose longest sequence is longer
+than two of the dense plan's chunks takes the exact adapter around the dense kernels instead
+(`packs_in_kernels`).
 
 Without a GPU the kernels run under the Triton interpreter when TRITON_INTERPRET=1 is set before
 the import (the test suite does this): correct, slow, CPU tensors only.
@@ -27,6 +29,7 @@ from functools import cache
 import torch
 
 from ..backend import HALF_DTYPES, REAL_DTYPES, ScanBackend
+from .. import layouts
 from ..layouts import REVERSE, VARLEN
 from .interface import SCAN_DOC
 
@@ -104,7 +107,7 @@ def _layout(a, p, cu):
     the whole sequence, as fla's fused_recurrent kernels do; the chunked second pass is for dense rows."""
     batch, length, channels = a.shape
     if cu is not None:
-        return 1, _grid(cu.numel() - 1, channels, 1, p), dict(VARLEN=True)
+        return 1, (cu.numel() - 1, 1, _cdiv(channels, p.block_d)), dict(VARLEN=True)
     chunks = p.chunks(length)
     return chunks, _grid(batch, channels, chunks, p), dict(VARLEN=False)
 
@@ -204,8 +207,10 @@ class _TritonScan(torch.autograd.Function):
 
 
 def _start(h0, h, cu):
-    rows = h.shape[0] if cu is None else cu.numel() - 1
-    return h0 if h0 is not None else h.new_zeros(rows, h.shape[2])
+    """What an empty packed sequence ends in: its h0 row, or zero (dense rows never read it)."""
+    if h0 is not None or cu is None:
+        return h0
+    return h.new_zeros(cu.numel() - 1, h.shape[2])
 
 
 def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_seqlens=None):
@@ -221,7 +226,24 @@ def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_
 
 
 def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
+    if cu_seqlens is not None and not packs_in_kernels(cu_seqlens, a.shape[1], a.shape[2], a.device):
+        return layouts.layout_call(_dense_scan, (REVERSE,), reverse, cu_seqlens)(a, kv, h0)
     return triton_scan(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)
+
+
+def _dense_scan(a, kv, h0, reverse=False):
+    return triton_scan(a, kv, h0, reverse=reverse)
+
+
+def packs_in_kernels(cu_seqlens, length, channels, device):
+    """Whether packed sequences run in the kernels' own programs, one per (sequence, channel block),
+    each walking its whole sequence: only when the longest sequence is at most two chunks of the
+    dense plan for the same (1, L, D) row. Else a long sequence would be a serial walk where the
+    dense plan cuts the row into chunks across the GPU (the varlen family's rows hold half of L in one
+    sequence), and the exact zero-gate adapter around the dense kernels is the faster path. A
+    planning guess from the two paths' critical lengths, not yet timed on a GPU."""
+    longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
+    return longest <= 2 * plan(1, length, channels, device).chunk_len
 
 
 scan.__doc__ = SCAN_DOC

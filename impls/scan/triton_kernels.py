@@ -36,7 +36,10 @@ def _program_span(CU, length, channels, chunk_len, BLOCK_D: tl.constexpr, VARLEN
     the chunk lies in, past whose ends no gate or state is read; the offset of its batch row in
     (B, L, D) tensors; the offset of its row in the (B, chunks, D) or (N, D) buffers; its state row
     (batch row or sequence) in h0."""
-    d_block, chunk, row = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if VARLEN:  # sequences on the grid's first axis, the only one not capped at 65535 programs
+        row, chunk, d_block = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    else:
+        d_block, chunk, row = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
     if VARLEN:
         first = tl.load(CU + row)
