@@ -13,6 +13,7 @@ from .case_key import DENSE, CaseKey
 from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,
                       quarantine_note, quarantined_from, raised_note)
 from .cases import build, floor_family
+from .inputs import packed_lengths, packed_offsets
 from .isolation import CaseCrashed, InProcess
 from .memory import cpu_peaks, cuda_peak_above_start
 from .shard import WHOLE
@@ -110,7 +111,11 @@ def layout_path_row(key, unit_id):
     """Whether the backend runs the key's reverse or packed layout on its own path (1) or through the
     exact adapters of impls/layouts.py (0): recorded, as a plugin's backend is not known to `report`."""
     wanted = set(key.layout.split("+"))
-    own = wanted <= set(all_scan_backends()[key.backend].native_layouts)
+    backend = all_scan_backends()[key.backend]
+    own = wanted <= set(backend.native_layouts)
+    rule = getattr(backend, "packs_natively", None)  # absent from an `ab` BASE older than it
+    if own and "varlen" in wanted and rule is not None:
+        own = bool(rule(packed_offsets(packed_lengths(key.L)), key.L, key.D, torch.device(key.device)))
     return perf_row(key, unit_id, "native_layout", float(own), "1", note="native" if own else "adapter")
 
 

@@ -46,6 +46,9 @@ class Backend:
     # the layouts its fn runs itself (layouts.REVERSE, layouts.VARLEN: fn takes reverse=, cu_seqlens=);
     # the others go through impls/layouts.py's exact adapters
     native_layouts: tuple = ()
+    # (cu_seqlens, L, D, device) -> whether its own varlen path takes this pack (None: every pack), for
+    # a backend whose plan sends some packs through the adapter (`triton`: one long sequence)
+    packs_natively: Optional[Callable] = None
     # a zero gate gives exactly zero (False: a log-space backend clamps it to the dtype's tiny), which
     # the varlen adapter's one-pass path needs
     exact_zero_gates: bool = True

@@ -4,7 +4,9 @@ across tile and chunk edges, always with odd lengths; the plan; the CPU-only dec
 import pytest
 import torch
 
+from scanlab.harness.case_key import CaseKey
 from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.perf import layout_path_row
 from scanlab.harness.verify import judge_normwise, judge_output
 from scanlab.impls import layouts, oracle
 from scanlab.impls.scan import triton as triton_backend
@@ -142,20 +144,50 @@ def test_packs_run_in_the_kernels_unless_one_sequence_would_be_a_long_serial_wal
     assert triton_backend.packs_in_kernels(half_in_one, 65536, 32 * 528, device)
 
 
-def test_a_pack_the_kernels_would_walk_serially_takes_the_adapter_and_agrees(monkeypatch):
-    cu = torch.tensor([0, 200, 250, 251, 301])
-    assert not triton_backend.packs_in_kernels(cu, 301, 1, torch.device(DEVICE))  # 200 > 2 chunks of 80
+def test_the_perf_tables_say_which_path_each_pack_took(monkeypatch):
+    """perf's `native_layout` row follows the plan, not only the declaration: the varlen family's row
+    (half of L in one sequence) takes the adapter at D = 256 on a 132-SM GPU, the kernels when D fills it."""
+    monkeypatch.setattr(triton_backend, "_sm_count", lambda device: 132)
+    key = lambda width, layout: CaseKey(family="varlen", device="cuda", dtype="float32", mode="forward", B=1,
+                                        L=4096, D=width, N=0, backend="triton", layout=layout)
+    assert layout_path_row(key(256, "varlen"), "u")["note"] == "adapter"
+    assert layout_path_row(key(32 * 528, "varlen"), "u")["note"] == "native"
+    assert layout_path_row(key(256, "reverse"), "u")["note"] == "native"
+
+
+@pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "no-h0"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_pack_through_the_dense_kernels_agrees_and_keeps_a_nan_gradient_in_its_sequence(reverse, with_h0, monkeypatch):
+    """The plan's other path (packs_in_kernels False): the adapter around the dense kernels, forward and
+    every gradient against the oracle; a NaN in one sequence's upstream gradient, which a zero gate
+    would pass to the sequence before, changes no gradient outside that sequence."""
+    monkeypatch.setattr(triton_backend, "packs_in_kernels", lambda *args: False)
     adapted = []
     real = layouts.varlen_adapter
     monkeypatch.setattr(layouts, "varlen_adapter", lambda *args, **kw: adapted.append(1) or real(*args, **kw))
-    a, kv, _ = scan_inputs(1, 301, 1, torch.float64, "signed", "mixed", seed=9, device=DEVICE)
-    h0 = torch.randn(4, 1, dtype=torch.float64).to(DEVICE)
-    for reverse in (False, True):
-        h, h_last = triton_backend.load()(a, kv, h0, reverse=reverse, cu_seqlens=cu.to(DEVICE))
-        want, want_last = oracle(a.cpu(), kv.cpu(), h0.cpu(), reverse=reverse, cu_seqlens=cu)
-        torch.testing.assert_close(h.cpu(), want)
-        torch.testing.assert_close(h_last.cpu(), want_last)
-    assert len(adapted) == 2
+    cu = torch.tensor([0, 40, 50, 50, 51, 69])
+    a, kv, _ = scan_inputs(1, 69, 3, torch.float64, "signed", "mixed", seed=9, device=DEVICE)
+    h0 = torch.randn(5, 3, dtype=torch.float64).to(DEVICE) if with_h0 else None
+    gen = torch.Generator().manual_seed(3)
+    g, g_last = torch.randn(1, 69, 3, generator=gen, dtype=torch.float64), torch.randn(5, 3, generator=gen, dtype=torch.float64)
+
+    def run(scan, g, device):
+        leaves = [t.detach().cpu().to(device).requires_grad_() for t in (a, kv, h0) if t is not None]
+        out = scan(*leaves, *([] if with_h0 else [None]), reverse=reverse, cu_seqlens=cu.to(device))
+        return [t.cpu() for t in (*out, *torch.autograd.grad(out, leaves, (g.to(device), g_last.to(device))))]
+    got, want = run(triton_backend.load(), g, DEVICE), run(oracle, g, "cpu")
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y)
+    assert adapted
+    poisoned = g.clone()
+    poisoned[0, 45, 1] = float("nan")  # sequence 1, [40, 50)
+    bad = run(triton_backend.load(), poisoned, DEVICE)
+    outside = torch.ones(69, dtype=torch.bool)
+    outside[40:50] = False
+    for x, y in zip(bad[2:4], got[2:4]):
+        torch.testing.assert_close(x[:, outside], y[:, outside])
+    if with_h0:
+        torch.testing.assert_close(bad[4][[0, 2, 3, 4]], got[4][[0, 2, 3, 4]])
 
 
 def test_without_a_gpu_or_the_interpreter_the_backend_declares_cuda_only(monkeypatch):

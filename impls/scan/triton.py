@@ -227,12 +227,52 @@ def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_
 
 def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
     if cu_seqlens is not None and not packs_in_kernels(cu_seqlens, a.shape[1], a.shape[2], a.device):
-        return layouts.layout_call(_dense_scan, (REVERSE,), reverse, cu_seqlens)(a, kv, h0)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
+            return _PackedThroughDense.apply(a, kv, h0, reverse, cu_seqlens)
+        return _through_dense(reverse, cu_seqlens)(a, kv, h0)
     return triton_scan(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)
 
 
 def _dense_scan(a, kv, h0, reverse=False):
     return triton_scan(a, kv, h0, reverse=reverse)
+
+
+def _through_dense(reverse, cu_seqlens):
+    """The exact adapters of impls/layouts.py (zero gates, h0 folded in) around the dense kernels."""
+    return layouts.layout_call(_dense_scan, (REVERSE,), reverse, cu_seqlens)
+
+
+class _PackedThroughDense(torch.autograd.Function):
+    """A pack through the dense kernels: forward, and backward by the same adapter (its forward run
+    again under autograd), except when the upstream gradient holds a NaN or inf. A zero gate times a
+    NaN gradient is NaN, which would reach the sequence before; then the kernels' own per-sequence
+    adjoint runs instead, which no value crosses."""
+
+    @staticmethod
+    def forward(ctx, a, kv, h0, reverse, cu_seqlens):
+        h, h_last = _through_dense(reverse, cu_seqlens)(a, kv, h0)
+        ctx.save_for_backward(a, kv, h0, h)
+        ctx.reverse, ctx.cu_seqlens = reverse, cu_seqlens
+        ctx.set_materialize_grads(False)
+        return h, h_last
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_last):
+        a, kv, h0, h = ctx.saved_tensors
+        rows = ctx.cu_seqlens.numel() - 1
+        grad_h = _dense(grad_h) if grad_h is not None else torch.zeros_like(a)
+        grad_last = _dense(grad_last) if grad_last is not None else a.new_zeros(rows, a.shape[2])
+        if bool(torch.isfinite(grad_h).all()) and bool(torch.isfinite(grad_last).all()):
+            leaves = [t.detach().requires_grad_() for t in (a, kv, h0) if t is not None]
+            with torch.enable_grad():
+                out = _through_dense(ctx.reverse, ctx.cu_seqlens)(*leaves, *([] if h0 is not None else [None]))
+            grads = list(torch.autograd.grad(out, leaves, (grad_h, grad_last)))
+            return grads[0], grads[1], grads[2] if h0 is not None else None, None, None
+        p = plan(1, a.shape[1], a.shape[2], a.device)
+        cu = ctx.cu_seqlens.to(torch.int64)
+        start = _dense(h0.detach()) if h0 is not None else None
+        grad_a, grad_kv, grad_h0 = adjoint(_dense(a.detach()), h, start, grad_h, grad_last, p, ctx.reverse, cu)
+        return grad_a, grad_kv, grad_h0, None, None
 
 
 def packs_in_kernels(cu_seqlens, length, channels, device):
@@ -241,7 +281,8 @@ def packs_in_kernels(cu_seqlens, length, channels, device):
     dense plan for the same (1, L, D) row. Else a long sequence would be a serial walk where the
     dense plan cuts the row into chunks across the GPU (the varlen family's rows hold half of L in one
     sequence), and the exact zero-gate adapter around the dense kernels is the faster path. A
-    planning guess from the two paths' critical lengths, not yet timed on a GPU."""
+    planning guess from the two paths' critical lengths, not yet timed on a GPU. Reading the longest
+    sequence is one device sync a call (the argument checks already read the offsets on the host)."""
     longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
     return longest <= 2 * plan(1, length, channels, device).chunk_len
 
@@ -264,4 +305,4 @@ def load():
                        description="scanlab's Triton kernel: tiled associative scan, chunked over L when B*D is "
                                    "small, fused backward; float32 accumulation for half inputs"
                                    + (" (Triton interpreter: TRITON_INTERPRET=1)" if interpreted() else ""),
-                       native_layouts=(REVERSE, VARLEN))
+                       native_layouts=(REVERSE, VARLEN), packs_natively=packs_in_kernels)
