@@ -29,11 +29,11 @@ if __name__ == "__main__":
         sys.exit(f"run_bench.py: scanlab is installed from {Path(scanlab.__file__).parent}, not this checkout "
                  f"{HERE}: run `pip install -e .` here (or run `scanlab` for the installed one)")
 
-from scanlab.harness import sweeps  # noqa: E402
-from scanlab.harness.isolation import CASE_TIMEOUT_S, SweepInterrupted  # noqa: E402
-from scanlab.harness.records import RunLocked  # noqa: E402
-from scanlab.harness.cases import DTYPES  # noqa: E402
-from scanlab.harness.shard import WHOLE, Shard  # noqa: E402
+from scanlab.harness.run import sweeps  # noqa: E402
+from scanlab.harness.run.isolation import CASE_TIMEOUT_S, SweepInterrupted  # noqa: E402
+from scanlab.harness.results.records import RunLocked  # noqa: E402
+from scanlab.harness.run.cases import DTYPES  # noqa: E402
+from scanlab.harness.run.shard import WHOLE, Shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 # where records go and revisions come from by default: this checkout, or the working folder when
@@ -249,7 +249,7 @@ def _check_backends(names, family, here=True):
     """Every name a backend of the family; with `here`, one that runs on this machine (a submitted
     sweep runs elsewhere: a GPU backend is not available on the node that submits it)."""
     from scanlab.impls import all_conv_backends, all_scan_backends
-    from scanlab.harness.perf import default_backends
+    from scanlab.harness.run.perf import default_backends
 
     if not names:
         return
@@ -306,8 +306,8 @@ def perf_plan(args, here=True, ab=False):
     """(family -> config, Rounds) for the perf sweeps the flags ask for, all checked before any runs:
     a bad flag must not leave a run file behind, nor stop the sweep after its first family. `ab`
     takes at least AB_ROUNDS paired rounds (README: CI)."""
-    from scanlab.harness.cases import family_dtypes
-    from scanlab.harness.timing import Rounds
+    from scanlab.harness.run.cases import family_dtypes
+    from scanlab.harness.measure.timing import Rounds
 
     chosen = sweeps.preset(args.preset)
     least = args.rounds or (max(chosen["rounds"], AB_ROUNDS[0]) if ab else chosen["rounds"])
@@ -330,13 +330,13 @@ def perf_plan(args, here=True, ab=False):
 
 def isolated(args):
     """The worker each sweep's cases run in: a crash or a hang is recorded and the sweep goes on."""
-    from scanlab.harness.isolation import Isolated
+    from scanlab.harness.run.isolation import Isolated
 
     return Isolated(args.threads if hasattr(args, "threads") else None, args.case_timeout or CASE_TIMEOUT_S)
 
 
 def cmd_accuracy(args, device, config, executor=None):
-    from scanlab.harness.accuracy import run_accuracy
+    from scanlab.harness.run.accuracy import run_accuracy
 
     run = run_accuracy(config, device, args.reports, resume=not args.fresh, progress=not args.no_progress,
                        shard=args.shard, keep_complete=args.skip_complete, executor=executor,
@@ -346,7 +346,7 @@ def cmd_accuracy(args, device, config, executor=None):
 
 
 def cmd_perf(args, device, plan, executor=None):
-    from scanlab.harness.perf import perf_groups, run_perf
+    from scanlab.harness.run.perf import perf_groups, run_perf
 
     configs, rounds = plan
     chosen = sweeps.preset(args.preset)
@@ -382,7 +382,7 @@ def _job_argv(args):
 
 
 def cmd_submit(args):
-    from scanlab.harness.submit import cluster_of, executor, submit_shards, summary
+    from scanlab.harness.run.submit import cluster_of, executor, submit_shards, summary
 
     if args.fresh:
         raise UserError("submit: --fresh would restart every shard each time it is submitted; submitting again "
@@ -420,7 +420,7 @@ def cmd_submit(args):
         return 1 if failed_jobs else 0
     # the shards ran with --allow-failures (a failing case is a record, not a job to resubmit): the
     # verdict on their cases is given here, from what they recorded
-    from scanlab.harness.records import load_rows
+    from scanlab.harness.results.records import load_rows
 
     machines = [p for p in Path(args.reports).iterdir() if (p / "runs").is_dir()] if Path(args.reports).is_dir() else []
     suites = ["accuracy"] if args.sweep == "accuracy" else [f"perf-{family}" for family in args.family]
@@ -430,7 +430,7 @@ def cmd_submit(args):
 
 
 def cmd_report(reports):
-    from scanlab.harness.report import render_all
+    from scanlab.harness.render.report import render_all
 
     if not Path(reports).is_dir():
         raise UserError(f"report: --reports {reports} is not a folder (expected the folder sweeps write records to)")
@@ -444,7 +444,7 @@ def cmd_report(reports):
 
 
 def _compare_rows(path, side):
-    from scanlab.harness.records import load_rows
+    from scanlab.harness.results.records import load_rows
 
     if not Path(path).exists():
         raise UserError(f"compare: {side} {path} does not exist (expected a .jsonl run file or a machine folder)")
@@ -458,8 +458,8 @@ def _compare_rows(path, side):
 
 
 def cmd_compare(args):
-    from scanlab.harness.compare import CompareError, compare, summary_markdown
-    from scanlab.harness.records import atomic_write_text
+    from scanlab.harness.results.compare import CompareError, compare, summary_markdown
+    from scanlab.harness.results.records import atomic_write_text
 
     base, new = _compare_rows(args.base, "BASE"), _compare_rows(args.new, "NEW")
     try:
@@ -481,8 +481,8 @@ def cmd_ab(args, device):
     from scanlab.harness.ab.runner import run_ab
     from scanlab.harness.ab.sides import Worker
     from scanlab.harness.ab.paired import ALPHA, MIN_PAIRED_ROUNDS
-    from scanlab.harness.compare import REFERENCES, CompareError, summary_markdown
-    from scanlab.harness.records import atomic_write_text
+    from scanlab.harness.results.compare import REFERENCES, CompareError, summary_markdown
+    from scanlab.harness.results.records import atomic_write_text
 
     if not args.shard.whole or args.skip_complete:
         raise UserError("ab: --shard and --skip-complete split or skip a sweep; ab measures both sides of every case "
@@ -545,8 +545,8 @@ def cmd_ab(args, device):
 
 
 def cmd_import(args):
-    from scanlab.harness.benchmark_import import benchmark_rows
-    from scanlab.harness.records import open_run
+    from scanlab.harness.results.benchmark_import import benchmark_rows
+    from scanlab.harness.results.records import open_run
 
     if not Path(args.json_file).is_file():
         raise UserError(f"import-benchmark: {args.json_file} is not a file")
@@ -625,7 +625,7 @@ def main(argv=None):
 
 def sweep_status(rows, allow_failures):
     """1 when an in-domain case failed its check (listed, worst first), unless failures are allowed."""
-    from scanlab.harness.failures import failures, summary
+    from scanlab.harness.results.failures import failures, summary
 
     found = failures(rows)
     if found:

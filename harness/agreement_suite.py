@@ -1,13 +1,13 @@
 """scanlab's agreement suite for one scan backend: the fixture `scanlab_backend` (given by
 `pytest --scanlab-backend SPEC`, or defined by the test file that imports this one) in every dtype
-it declares. The properties are harness/agreement.py's, the ones scanlab's own backends pass."""
+it declares. The properties are harness/check/agreement.py's, the ones scanlab's own backends pass."""
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import agreement, layout_agreement
-from .strategies import SCAN_DTYPES
+from .check import agreement, layout_agreement
+from .check.strategies import SCAN_DTYPES
 
 
 @pytest.fixture(params=SCAN_DTYPES, ids=lambda d: str(d).removeprefix("torch."))

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import pandas as pd
 
-from scanlab.harness.compare import compare
-from scanlab.harness.records import load_rows
+from scanlab.harness.results.compare import compare
+from scanlab.harness.results.records import load_rows
 from scanlab.run_bench import AB_FACTOR
 
 INJECTION_POINT = "                       h_last.numpy(), block, BACKWARD_STEPS, _line(a), _sink(a, block).numpy())\n"

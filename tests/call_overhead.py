@@ -15,9 +15,9 @@ import statistics
 
 import torch
 
-from scanlab.harness.cases import DTYPES
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.timing import seconds_per_call
+from scanlab.harness.run.cases import DTYPES
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.measure.timing import seconds_per_call
 from scanlab.impls import all_scan_backends
 
 SAMPLE_S = 0.02

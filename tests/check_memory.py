@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.memory import rss_peak_above_start
-from scanlab.harness.verify import check_scan, scan_lanes
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.measure.memory import rss_peak_above_start
+from scanlab.harness.check.verify import check_scan, scan_lanes
 from scanlab.impls import get_scan_backend
 
 

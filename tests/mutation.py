@@ -1,7 +1,7 @@
 """Mutation testing: would the tests notice if the code were wrong?
 
     python tests/mutation.py                          every target below, two at a time
-    python tests/mutation.py harness/compare.py       one target
+    python tests/mutation.py harness/results/compare.py       one target
     python tests/mutation.py --jobs 1 impls/scan      the targets under a folder, one at a time
 
 Each mutant changes one operator or constant of a target file (+ to -, < to <=, and to or, a
@@ -34,11 +34,11 @@ def _scan(name, *more):
 # file -> the pytest arguments that pin it (a leading "-k ..." filters them); absent files are
 # not runnable here: triton.py and the kernels of accelerated_scan and fla need a GPU
 TARGETS = {
-    "harness/verify.py": ["tests/test_verify.py"],
-    "harness/timing.py": ["tests/test_timing.py"],
-    "harness/compare.py": ["tests/test_compare.py"],
-    "harness/records.py": ["tests/test_records.py", "tests/test_sweeps.py"],
-    "harness/case_key.py": ["tests/test_case_key.py"],
+    "harness/check/verify.py": ["tests/test_verify.py"],
+    "harness/measure/timing.py": ["tests/test_timing.py"],
+    "harness/results/compare.py": ["tests/test_compare.py"],
+    "harness/results/records.py": ["tests/test_records.py", "tests/test_sweeps.py"],
+    "harness/results/case_key.py": ["tests/test_case_key.py"],
     "impls/backend.py": ["tests/test_scan_interface.py", "tests/test_degenerate_inputs.py", "tests/test_conv.py",
                          *(f"tests/test_plugins.py::test_{name}" for name in (  # the in-process ones
                              "a_module_named_on_the_command_line_joins_the_registry",

@@ -4,9 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanlab.impls import scan_backends
-from scanlab.harness import agreement
-from scanlab.harness.agreement import is_jit  # noqa: F401  (the scan test files take it from here)
-from scanlab.harness.strategies import SCAN_DTYPES
+from scanlab.harness.check import agreement
+from scanlab.harness.check.agreement import is_jit  # noqa: F401  (the scan test files take it from here)
+from scanlab.harness.check.strategies import SCAN_DTYPES
 
 BACKENDS = {name: b for name, b in scan_backends().items() if "cpu" in b.devices}  # the tests' tensors are CPU tensors
 DIFFERENTIABLE = [name for name, b in BACKENDS.items() if b.differentiable]
@@ -20,7 +20,7 @@ def backend_dtype_params(names=None):
 
 
 def property_test(check, dtypes=None, max_examples=None):
-    """A test of one agreement property (harness/agreement.py, harness/layout_agreement.py) on every
+    """A test of one agreement property (harness/check/agreement.py, harness/check/layout_agreement.py) on every
     backend here, in every dtype it takes (or those of `dtypes`)."""
     @given(data=st.data())
     def test(backend, dtype, data):

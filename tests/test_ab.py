@@ -12,7 +12,7 @@ import pytest
 from scanlab import run_bench
 from scanlab.harness.ab.revisions import WORKING_TREE, RevisionError, resolve
 from scanlab.harness.ab.sides import SideUnmeasurable, Worker
-from scanlab.harness.case_key import CaseKey
+from scanlab.harness.results.case_key import CaseKey
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = "impls/scan/__init__.py"

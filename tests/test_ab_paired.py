@@ -8,7 +8,7 @@ from scipy.stats import binom
 
 from scanlab.harness.ab.paired import (ALPHA, BLOCK_ALPHA, block_estimates, median_interval, paired_verdict,
                                         signed_rank_p)
-from scanlab.harness.compare import compare
+from scanlab.harness.results.compare import compare
 
 TRUE_MEDIAN_RATIO = 1.0
 

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from scanlab import run_bench
-from scanlab.harness.benchmark_import import benchmark_rows
-from scanlab.harness.records import load_rows
+from scanlab.harness.results.benchmark_import import benchmark_rows
+from scanlab.harness.results.records import load_rows
 
 
 def _bench_json(path, extra):

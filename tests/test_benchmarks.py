@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from scanlab.harness.case_key import CaseKey
-from scanlab.harness.cases import build
+from scanlab.harness.results.case_key import CaseKey
+from scanlab.harness.run.cases import build
 from scanlab.impls import scan_backends
 
 SHAPE = dict(B=4, D=256)

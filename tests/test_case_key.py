@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from scanlab.harness.case_key import CASE_FIELDS, RECORD_KEY, CaseKey
-from scanlab.harness.records import SCHEMA
+from scanlab.harness.results.case_key import CASE_FIELDS, RECORD_KEY, CaseKey
+from scanlab.harness.results.records import SCHEMA
 
 KEY = CaseKey(family="scan", device="cpu", dtype="float32", mode="forward", B=2, L=7, D=3, N=0, backend="assoc")
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from scanlab.harness.case_key import CaseKey
-from scanlab.harness import cases
-from scanlab.harness.cases import build
+from scanlab.harness.results.case_key import CaseKey
+from scanlab.harness.run import cases
+from scanlab.harness.run.cases import build
 
 SIZES = dict(device="cpu", dtype="float32", B=2, L=8, D=3, N=4)
 

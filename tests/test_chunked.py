@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanlab import get_scan_backend, oracle
-from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.measure.inputs import scan_inputs
 from scanlab.impls import layouts
 from scanlab.impls.scan.assoc import segmented_states
 from scanlab.impls.scan.chunked import chunked_states, decay_matrix

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scanlab import run_bench
-from scanlab.harness.compare import ALPHA, CompareError, compare, judge, summary_markdown
+from scanlab.harness.results.compare import ALPHA, CompareError, compare, judge, summary_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,10 +4,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanlab.harness.inputs import conv_inputs
-from scanlab.harness.verify import check_conv
+from scanlab.harness.measure.inputs import conv_inputs
+from scanlab.harness.check.verify import check_conv
 from scanlab.impls import conv_backends, get_conv_backend
-from scanlab.harness.strategies import REAL_DTYPES, kernel_decays, seeds
+from scanlab.harness.check.strategies import REAL_DTYPES, kernel_decays, seeds
 
 BACKENDS = conv_backends()
 PARAMS = [pytest.param(b, d, id=f"{n}-{str(d).removeprefix('torch.')}") for n, b in BACKENDS.items() for d in REAL_DTYPES]

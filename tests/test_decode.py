@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scanlab.harness.decode_report import per_call_overhead
-from scanlab.harness.records import load_rows
+from scanlab.harness.render.decode_report import per_call_overhead
+from scanlab.harness.results.records import load_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 FORGETFUL = '''import torch
@@ -70,8 +70,8 @@ def test_every_step_is_checked_before_it_is_timed_and_generation_agrees_across_m
 
 @pytest.mark.parametrize("path", ["gss", "lm"])
 def test_a_gss_or_lm_step_from_its_cache_is_checked_against_the_full_forward(path):
-    from scanlab.harness.case_key import CaseKey
-    from scanlab.harness.cases import build
+    from scanlab.harness.results.case_key import CaseKey
+    from scanlab.harness.run.cases import build
 
     key = CaseKey(family="decode", device="cpu", dtype="float32", mode="forward", B=2, L=1, D=8, N=0,
                   backend=f"{path}:assoc")

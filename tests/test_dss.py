@@ -6,11 +6,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanlab.harness.inputs import dss_parameters
-from scanlab.harness.verify import dss_reference, judge_normwise, judge_output
+from scanlab.harness.measure.inputs import dss_parameters
+from scanlab.harness.check.verify import dss_reference, judge_normwise, judge_output
 from scanlab.impls import conv_backends, dss_forward, dss_kernel, dss_recurrent, scan_backends
 from scanlab.impls.dss import dss_oracle, path_tolerance
-from scanlab.harness.strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
+from scanlab.harness.check.strategies import JIT_BACKENDS, REAL_DTYPES, kernel_decays, seeds
 
 SCAN_NAMES = [n for n, b in scan_backends().items() if "cpu" in b.devices and torch.complex64 in b.dtypes]  # DSS states are complex
 CONV_NAMES = list(conv_backends())

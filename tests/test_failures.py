@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scanlab.harness.failures import failures, summary
+from scanlab.harness.results.failures import failures, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 FAR_OFF = '''import torch

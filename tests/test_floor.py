@@ -1,8 +1,8 @@
-"""The bandwidth floor (harness/floor.py): what it computes and how many tensors it moves."""
+"""The bandwidth floor (harness/measure/floor.py): what it computes and how many tensors it moves."""
 import pytest
 import torch
 
-from scanlab.harness.floor import floor_pass, stream_kernel
+from scanlab.harness.measure.floor import floor_pass, stream_kernel
 
 
 @pytest.mark.skipif(stream_kernel() is None, reason="numba missing: the floor falls back to torch")

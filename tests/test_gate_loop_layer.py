@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 
 from einops import rearrange
 
-from scanlab.harness.verify import judge_output
+from scanlab.harness.check.verify import judge_output
 from scanlab.impls import SimpleGateLoopLayer, gate_loop_operator, oracle
 from scan_params import BACKENDS
-from scanlab.harness.strategies import sequence_lengths
+from scanlab.harness.check.strategies import sequence_lengths
 
 FLOAT32 = {name: b.tolerance(torch.float32) for name, b in BACKENDS.items()}
 

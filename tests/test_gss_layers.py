@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from scanlab.harness.verify import judge_normwise
+from scanlab.harness.check.verify import judge_normwise
 from scanlab.impls import DSS, GSS, GatedStateSpacesLM, conv_backends, scan_backends
 from scanlab.impls.tolerances import lookup
 
@@ -167,7 +167,7 @@ def test_packed_dss_filters_each_sequence_alone_across_its_chunks(scan_backend, 
     """Chunks of 4 steps (STATE_ELEMENTS cut down) put boundaries inside chunks and sequences across
     them: y, each sequence's final state, and the gradients of u, its start state, Lambda and C."""
     from scanlab.impls.dss import forward as dss_module
-    from scanlab.harness.inputs import dss_parameters
+    from scanlab.harness.measure.inputs import dss_parameters
 
     monkeypatch.setattr(dss_module, "STATE_ELEMENTS", 4 * 3 * 2)  # 4 steps of H = 3, N = 2
     Lambda, C = dss_parameters(2, 3, torch.float64, seed=1)

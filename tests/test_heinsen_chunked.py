@@ -4,8 +4,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.verify import check_scan
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.check.verify import check_scan
 from scanlab.impls import get_scan_backend, oracle
 from scanlab.impls.scan.heinsen_chunked import heinsen_chunked_states
 

@@ -166,7 +166,7 @@ def test_a_kill_from_outside_is_an_interruption_not_a_crash(kernels, tmp_path):
 
 
 def test_a_group_lost_outside_any_case_quarantines_no_backend_on_resume():
-    from scanlab.harness.crashes import GROUP_LOST, quarantined_from
+    from scanlab.harness.run.crashes import GROUP_LOST, quarantined_from
 
     rows = [dict(backend="assoc", unit_id="g", metric="crashed", note=f"{GROUP_LOST}: killed by SIGSEGV"),
             dict(backend="native", unit_id="h", metric="crashed", note="killed by SIGABRT: ...")]

@@ -1,4 +1,4 @@
-"""The agreement suite's properties of the kernel itself (harness/agreement.py): it leaves its inputs
+"""The agreement suite's properties of the kernel itself (harness/check/agreement.py): it leaves its inputs
 as they were, repeats itself bitwise unless it declares otherwise, and returns new tensors of the
 inputs' dtype, device and shape. Each has a deliberately wrong kernel that fails it."""
 import pytest
@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanlab.harness import agreement
+from scanlab.harness.check import agreement
 from scanlab.impls import get_scan_backend
 from scanlab.impls.plugins import scan_backend
 from scanlab.impls.tolerances import Tolerance

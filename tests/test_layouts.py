@@ -1,7 +1,7 @@
 """Reverse and packed variable-length scans: every backend (native path or the adapter) against the
 oracle, which scans each sequence on its own; the oracle against worked numbers; bad offsets refused.
 
-The properties live in harness/layout_agreement.py, which the pytest plugin runs on a user's backend."""
+The properties live in harness/check/layout_agreement.py, which the pytest plugin runs on a user's backend."""
 import itertools
 import re
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from scanlab import get_scan_backend, oracle
-from scanlab.harness import layout_agreement
-from scanlab.harness.verify import check_scan
+from scanlab.harness.check import layout_agreement
+from scanlab.harness.check.verify import check_scan
 from scanlab.impls import layouts
 from scanlab.impls.backend import ScanBackend
 from scan_params import BACKENDS, property_test
@@ -217,7 +217,7 @@ def test_the_accuracy_sweep_judges_each_layout_in_rows_of_its_own(tmp_path):
     import sys
     from pathlib import Path
 
-    from scanlab.harness.records import load_rows
+    from scanlab.harness.results.records import load_rows
 
     (tmp_path / "leaky_kernels.py").write_text(LEAKY)
     root = Path(__file__).resolve().parent.parent
@@ -246,8 +246,8 @@ def test_the_accuracy_sweep_judges_each_layout_in_rows_of_its_own(tmp_path):
 def test_records_from_before_layouts_are_dense_cases(tmp_path):
     import json
 
-    from scanlab.harness.case_key import CaseKey
-    from scanlab.harness.records import load_rows
+    from scanlab.harness.results.case_key import CaseKey
+    from scanlab.harness.results.records import load_rows
 
     old = {"suite": "perf", "family": "scan", "device": "cpu", "dtype": "float32", "mode": "forward", "B": 1,
            "L": 8, "D": 2, "N": 0, "backend": "assoc", "metric": "time_s", "value": 1.0}
@@ -266,7 +266,7 @@ def test_the_varlen_perf_family_times_packed_rows_beside_dense_ones_and_fails_a_
 
     import pandas as pd
 
-    from scanlab.harness.records import load_rows
+    from scanlab.harness.results.records import load_rows
 
     (tmp_path / "leaky_kernels.py").write_text(LEAKY)
     root = Path(__file__).resolve().parent.parent
@@ -319,7 +319,7 @@ def test_packed_rows_can_put_a_boundary_near_every_chunk_edge():
     """Not only the first: chunked kernels go wrong where a boundary falls inside a later chunk."""
     from hypothesis import given, settings
 
-    from scanlab.harness.strategies import boundaries_at_every_edge
+    from scanlab.harness.check.strategies import boundaries_at_every_edge
 
     @settings(max_examples=50, database=None, deadline=None)
     @given(boundaries_at_every_edge((8, 64), 300))

@@ -1,8 +1,8 @@
 """The CPU memory method measures allocations of known size within 10%, one case after another."""
 import pytest
 
-from scanlab.harness.case_key import CaseKey
-from scanlab.harness.memory import cpu_peaks, rss_peak_above_start
+from scanlab.harness.results.case_key import CaseKey
+from scanlab.harness.measure.memory import cpu_peaks, rss_peak_above_start
 
 MiB = 2 ** 20
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.measure.inputs import scan_inputs
 from scanlab.impls import BackendUnavailableError, oracle
 from scanlab.impls.scan import native
 from scan_params import BACKENDS

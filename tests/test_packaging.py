@@ -97,7 +97,7 @@ def test_the_wheel_works_in_a_fresh_environment_outside_the_checkout(wheel, tmp_
         print(sorted({m.__file__.split("/scanlab/")[0] for n, m in sys.modules.items()
                       if n.startswith("scanlab") and getattr(m, "__file__", None)}))
         from scanlab import scan_backend, Tolerance, Domain, get_scan_backend
-        from scanlab.harness.machine import code_state
+        from scanlab.harness.measure.machine import code_state
         print(get_scan_backend("native").name, code_state()["commit"].replace(" ", "-"))
     """)
     done = _run([str(python), "-c", probe], tmp_path)
@@ -114,10 +114,10 @@ def test_an_editable_install_in_a_fresh_environment_imports_the_tree(tree, tmp_p
     python = _venv(tmp_path / "venv")
     installed = _pip_install(python, "--no-build-isolation", "-e", str(tree))
     assert installed.returncode == 0, installed.stderr[-3000:]
-    done = _run([str(python), "-c", "import scanlab.harness.cases as c, scanlab; print(scanlab.__file__); print(c.__file__)"],
+    done = _run([str(python), "-c", "import scanlab.harness.run.cases as c, scanlab; print(scanlab.__file__); print(c.__file__)"],
                 tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == [str(tree / "__init__.py"), str(tree / "harness" / "cases.py")]
+    assert done.stdout.split() == [str(tree / "__init__.py"), str(tree / "harness" / "run" / "cases.py")]
     # the pytest plugin's suite, from a checkout whose folder name is no identifier ("scanlab-src"): it
     # must come in as scanlab.harness.agreement_suite, not under the folders above it
     suite = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings", "--scanlab-backend",
@@ -135,7 +135,7 @@ def test_a_copy_of_impls_imported_from_its_own_folder_takes_nothing_from_the_ins
         import scanlab.impls
         for info in pkgutil.walk_packages(scanlab.impls.__path__, "scanlab.impls."):
             importlib.import_module(info.name)
-        from scanlab.harness import cases  # HEAD's harness on the copy
+        from scanlab.harness.run import cases  # HEAD's harness on the copy
         print("\\n".join(m.__file__ for n, m in sys.modules.items() if n.startswith("scanlab.impls")))
     """)
     done = _run([sys.executable, "-c", probe], tmp_path)

@@ -145,7 +145,7 @@ def test_a_declared_backend_is_held_to_its_own_tolerance():
 
 
 def test_a_conv_backend_from_a_module_is_checked_like_scanlabs_own(tmp_path, monkeypatch):
-    from scanlab.harness.verify import check_conv
+    from scanlab.harness.check.verify import check_conv
     from scanlab.impls import all_conv_backends, conv_oracle
 
     monkeypatch.setenv(plugins.MODULES_ENV, "")  # restored, and so unset, when the test ends

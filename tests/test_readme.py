@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from scanlab import run_bench
-from scanlab.harness.accuracy import VERDICT_METRICS
-from scanlab.harness.records import SCHEMA
+from scanlab.harness.run.accuracy import VERDICT_METRICS
+from scanlab.harness.results.records import SCHEMA
 
 ROOT = Path(run_bench.__file__).parent
 README = (ROOT / "README.md").read_text()

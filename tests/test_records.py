@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scanlab.harness import accuracy, records
-from scanlab.harness.records import SCHEMA, atomic_write_text, load_rows, open_run
+from scanlab.harness.run import accuracy
+from scanlab.harness.results import records
+from scanlab.harness.results.records import SCHEMA, atomic_write_text, load_rows, open_run
 
 TINY = {"lengths": [3, 5], "batch": 1, "channels": 2, "dtypes": ["float64"], "gate_regimes": ["sigmoid"],
         "kv_regimes": ["normal"], "gradients_max_len": 5, "backends": ["assoc", "fft"]}
@@ -204,7 +205,7 @@ def test_a_run_another_process_is_writing_cannot_be_resumed_and_names_its_holder
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from scanlab.harness.records import open_run; "
+        "import sys, time; from scanlab.harness.results.records import open_run; "
         "open_run(sys.argv[1], 'accuracy', {'x': 1}); print('held', flush=True); time.sleep(60)"),
         str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from scanlab.harness.report import machines_markdown, peak_mib, perf_markdown, perf_table
+from scanlab.harness.render.report import machines_markdown, peak_mib, perf_markdown, perf_table
 
 
 @pytest.mark.parametrize("value,device,shown", [(1000.0, "cpu", "< 64 KiB"), (65536.0, "cpu", "0.0625"),

@@ -1,12 +1,12 @@
 """Every scan backend against the double-double oracle, within the tolerance it declared, on its domain.
 
-The properties live in harness/agreement.py, which the pytest plugin runs on a user's own backend."""
+The properties live in harness/check/agreement.py, which the pytest plugin runs on a user's own backend."""
 import pytest
 import torch
 
-from scanlab.harness import agreement
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.verify import check_scan, scan_references
+from scanlab.harness.check import agreement
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.check.verify import check_scan, scan_references
 from scan_params import BACKENDS, property_test
 
 test_outputs_agree_with_oracle = property_test(agreement.outputs_agree_with_oracle)

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from scanlab.harness.inputs import scan_inputs
+from scanlab.harness.measure.inputs import scan_inputs
 from scan_params import BACKENDS, DIFFERENTIABLE
-from scanlab.harness.strategies import INTERPRETED_BACKENDS
+from scanlab.harness.check.strategies import INTERPRETED_BACKENDS
 
 
 @pytest.mark.parametrize("name", DIFFERENTIABLE)

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from scanlab import run_bench
-from scanlab.harness.records import latest_sweeps, load_rows
-from scanlab.harness.shard import Shard
+from scanlab.harness.results.records import latest_sweeps, load_rows
+from scanlab.harness.run.shard import Shard
 
 pytest.importorskip("submitit")  # the `cluster` and `test` extras install it
 TINY = ["--lengths", "7,33", "--backends", "sequential,assoc", "--dtypes", "float32,float64", "--batch", "1",
@@ -132,7 +132,7 @@ def test_a_killed_shard_is_listed_and_resubmitting_finishes_it_alone(tmp_path, c
 
 
 def test_a_failed_job_is_listed_with_its_log(tmp_path):
-    from scanlab.harness.submit import executor, submit_shards, summary
+    from scanlab.harness.run.submit import executor, submit_shards, summary
 
     pool = executor(tmp_path / "logs", "local")
     jobs = submit_shards(pool, ["accuracy", "--lengths", "0"], "accuracy", 1, cwd=run_bench.ROOT)
@@ -177,7 +177,7 @@ def test_a_local_job_sees_the_callers_devices_and_has_no_short_time_limit(tmp_pa
 
 
 def test_submit_on_slurm_needs_a_time_limit(tmp_path, monkeypatch):
-    from scanlab.harness import submit as submit_module
+    from scanlab.harness.run import submit as submit_module
 
     class Slurm:
         cluster = "slurm"

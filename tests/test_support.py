@@ -3,11 +3,11 @@ by name before a kernel runs; the GPU peers' limits; the CUDA-only parts of the 
 import pytest
 import torch
 
-from scanlab.harness import accuracy, perf
-from scanlab.harness.floor import copy_pass
-from scanlab.harness.machine import machine_info
-from scanlab.harness.records import load_rows
-from scanlab.harness.report import render_all
+from scanlab.harness.run import accuracy, perf
+from scanlab.harness.measure.floor import copy_pass
+from scanlab.harness.measure.machine import machine_info
+from scanlab.harness.results.records import load_rows
+from scanlab.harness.render.report import render_all
 from scanlab.impls import UnsupportedInputError, get_scan_backend
 from scanlab.impls.backend import ScanBackend
 from scanlab.impls.scan import REGISTRY, sequential

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scanlab.harness.records import SCHEMA, latest_sweeps, load_rows
+from scanlab.harness.results.records import SCHEMA, latest_sweeps, load_rows
 
 
 def _run(machine, run_id, suite="accuracy", shard=None, status="complete", started="2026-01-01T00:00:00Z",

@@ -4,8 +4,8 @@ import itertools
 import pytest
 import torch
 
-from scanlab.harness import timing
-from scanlab.harness.timing import Rounds, Timing, interleaved, ratios_to_floor
+from scanlab.harness.measure import timing
+from scanlab.harness.measure.timing import Rounds, Timing, interleaved, ratios_to_floor
 
 
 def test_timing_statistics_on_known_samples():
@@ -124,9 +124,9 @@ def test_earlier_first_calls_are_kept(monkeypatch):
 
 @pytest.mark.parametrize("spread,flagged", [(0.05, False), (0.2, True)])
 def test_a_spread_above_ten_percent_is_flagged_in_the_row(spread, flagged):
-    from scanlab.harness.case_key import CaseKey
-    from scanlab.harness.cases import Case
-    from scanlab.harness.perf import timing_rows
+    from scanlab.harness.results.case_key import CaseKey
+    from scanlab.harness.run.cases import Case
+    from scanlab.harness.run.perf import timing_rows
 
     key = CaseKey(family="scan", device="cpu", dtype="float32", mode="forward", B=1, L=4, D=1, N=0, backend="x")
     samples = [1.0 - spread / 2] * 3 + [1.0] + [1.0 + spread / 2] * 3  # p80 - p20 = spread

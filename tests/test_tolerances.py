@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from scanlab.harness.inputs import conv_inputs, scan_inputs
-from scanlab.harness.verify import check_conv, check_scan
+from scanlab.harness.measure.inputs import conv_inputs, scan_inputs
+from scanlab.harness.check.verify import check_conv, check_scan
 from scanlab.impls import conv_backends
 from scanlab.impls.tolerances import TABLE, Domain, dss_path_tolerance, log_span
 from scan_params import backend_dtype_params, is_jit

@@ -4,10 +4,10 @@ across tile and chunk edges, always with odd lengths; the plan; the CPU-only dec
 import pytest
 import torch
 
-from scanlab.harness.case_key import CaseKey
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.perf import layout_path_row
-from scanlab.harness.verify import judge_normwise, judge_output
+from scanlab.harness.results.case_key import CaseKey
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.run.perf import layout_path_row
+from scanlab.harness.check.verify import judge_normwise, judge_output
 from scanlab.impls import layouts, oracle
 from scanlab.impls.scan import triton as triton_backend
 

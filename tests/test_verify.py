@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from scanlab.harness import verify
-from scanlab.harness.inputs import scan_inputs
-from scanlab.harness.verify import (_upstream, check_conv, check_scan, judge_elementwise, judged_channels, judge_normwise,
+from scanlab.harness.check import verify
+from scanlab.harness.measure.inputs import scan_inputs
+from scanlab.harness.check.verify import (_upstream, check_conv, check_scan, judge_elementwise, judged_channels, judge_normwise,
                             judge_output, scan_lanes, scan_reference, scan_references)
 from scanlab.impls import get_conv_backend, get_scan_backend
 from scanlab.impls.backend import ScanBackend
@@ -201,7 +201,7 @@ def test_a_sampled_check_fails_a_wrong_judged_lane_and_judges_no_other(monkeypat
 def test_a_large_scan_check_adds_less_than_the_case_s_own_tensors_to_the_peak():
     """The old check widened the whole case to float64 and complex128 and kept the oracle's four
     double-double states: 8x the case's own tensors (README: the check of a large case)."""
-    from scanlab.harness.memory import rss_peak_above_start
+    from scanlab.harness.measure.memory import rss_peak_above_start
 
     native = get_scan_backend("native")
     small, small_kv, _ = scan_inputs(1, 3, 2, torch.float32, with_h0=False)

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..case_key import CaseKey
-from ..cases import floor_family
-from ..compare import CompareError, compare
-from ..perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
-from ..records import open_run
-from ..timing import Rounds, Timing
+from ..results.case_key import CaseKey
+from ..run.cases import floor_family
+from ..results.compare import CompareError, compare
+from ..run.perf import check_rows, failed_check_note, floor_names, perf_row, timing_rows
+from ..results.records import open_run
+from ..measure.timing import Rounds, Timing
 from .sides import SideUnmeasurable, WorkerGone
 
 

@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..worker_process import WorkerGone, WorkerProcess
+from ..run.worker_process import WorkerGone, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 

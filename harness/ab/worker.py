@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 
-from ..worker_process import answer_stream
+from ..run.worker_process import answer_stream
 
 
 class Cases:
@@ -25,9 +25,9 @@ class Cases:
         self.cases = {}
 
     def prepare(self, request):
-        from ..case_key import CaseKey
-        from ..cases import build
-        from ..timing import seconds_per_call
+        from ..results.case_key import CaseKey
+        from ..run.cases import build
+        from ..measure.timing import seconds_per_call
 
         key = CaseKey.from_row(request["key"])
         case = build(key)
@@ -48,7 +48,7 @@ class Cases:
 
     def groups(self, request):
         """The perf groups this side's `impls` makes of the family's config, and the backends it skips."""
-        from ..perf import SCAN_FAMILIES, perf_groups, scan_skips
+        from ..run.perf import SCAN_FAMILIES, perf_groups, scan_skips
 
         family, config, device = request["family"], request["config"], request["device"]
         groups = perf_groups(family, config, device)
@@ -56,7 +56,7 @@ class Cases:
                 "skipped": scan_skips(config, device, family) if family in SCAN_FAMILIES else []}
 
     def time(self, request):
-        from ..timing import seconds_per_call
+        from ..measure.timing import seconds_per_call
 
         case = self.cases[request["name"]]
         return {"seconds": seconds_per_call(case.run, request["number"], case.key.device)}
@@ -113,7 +113,7 @@ def main(argv=None):
         from ... import impls
         from ...impls.plugins import load_module
 
-        from .. import cases  # noqa: F401  (HEAD's harness against this impls: fails here if they do not fit)
+        from ..run import cases  # noqa: F401  (HEAD's harness against this impls: fails here if they do not fit)
 
         for spec in args.backend_module:
             load_module(spec)

@@ -10,7 +10,7 @@ it against fractions). Gradients, with upstream g:
     grad_K[l, h] = sum_b sum_{t >= l} g[b, t, h] u[b, t - l, h]
 
 It costs B * H * L^2 / 2 multiply-adds of about 40 flops: callers judging large shapes sample
-channels (harness/verify.py), which convolutions keep independent.
+channels (harness/check/verify.py), which convolutions keep independent.
 """
 import numpy as np
 import torch

@@ -5,7 +5,7 @@ under torch.compile (the mode meant for GPUs: the combine, pointwise as ours is,
 generated Triton scan). Each device is probed with a tiny scan; a device whose probe fails is
 dropped from `devices`, with the error in `device_note`. Reverse scans use its own reverse=True,
 which gave silently wrong results for some shapes in earlier torch (pytorch #137943): the layout
-properties (harness/layout_agreement.py) check it against the oracle.
+properties (harness/check/layout_agreement.py) check it against the oracle.
 """
 import functools
 

@@ -1,5 +1,5 @@
 """The properties of reverse and packed variable-length scans (impls/layouts.py) every backend must
-have, native path or adapter: as harness/agreement.py, functions of (backend, dtype, Hypothesis data)
+have, native path or adapter: as harness/check/agreement.py, functions of (backend, dtype, Hypothesis data)
 run by scanlab's tests (tests/test_layouts.py) and the pytest plugin's suite alike."""
 import itertools
 
@@ -7,11 +7,11 @@ import torch
 from hypothesis import note
 from hypothesis import strategies as st
 
-from ..impls import oracle
-from ..impls.layouts import sequences
+from ...impls import oracle
+from ...impls.layouts import sequences
 
 from .agreement import _failed, is_jit
-from .inputs import scan_inputs
+from ..measure.inputs import scan_inputs
 from .strategies import channel_counts, chunk_edges, gate_regimes, kv_regimes, packed_segment_lengths, seeds
 from .verify import check_scan, gates_seen, judge_output, scan_references
 

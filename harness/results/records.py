@@ -6,7 +6,7 @@ fsynced: a kill can tear only the last unit, and resuming drops that torn tail (
 once) and measures the unit again. Whole-file writes (meta, reports) go to a temporary file that is
 fsynced and renamed over the old one. A run whose meta says "running" is resumed by the next run of
 the same config, which skips the units it has; each session stamps its rows with the commit it ran.
-A sharded sweep (`--shard I/N`, harness/shard.py) is one run per shard, its config naming the
+A sharded sweep (`--shard I/N`, harness/run/shard.py) is one run per shard, its config naming the
 shard; readers merge the shards of a machine's newest sweep (latest_sweeps).
 
 JSON lines rather than CSV or Parquet: rows keep their types (floats, None, booleans) without a
@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from .case_key import DENSE
-from .machine import code_state, machine_info
-from .shard import Shard
+from ..measure.machine import code_state, machine_info
+from ..run.shard import Shard
 
 # Column -> meaning. tests/test_readme.py checks that README.md documents every column.
 SCHEMA = {

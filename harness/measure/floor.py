@@ -48,7 +48,7 @@ def _backward_pass(g, x, z, outputs):
             torch.mul(g, z, out=q)
         return run, 6
 
-    from ..impls.scan.native import use_torch_thread_count
+    from ...impls.scan.native import use_torch_thread_count
 
     flat = [t.view(-1).numpy() for t in (g, x, z)]
 

@@ -20,13 +20,13 @@ import functools
 
 import torch
 
-from ..impls import GatedStateSpacesLM, GSS, SimpleGateLoopLayer, get_scan_backend
-from ..impls.layers.gate_loop import gate_loop_operator
-from ..impls.tolerances import lookup
+from ...impls import GatedStateSpacesLM, GSS, SimpleGateLoopLayer, get_scan_backend
+from ...impls.layers.gate_loop import gate_loop_operator
+from ...impls.tolerances import lookup
 
-from .case_key import CaseKey
-from .inputs import scan_inputs
-from .verify import check_scan, judge_normwise
+from ..results.case_key import CaseKey
+from ..measure.inputs import scan_inputs
+from ..check.verify import check_scan, judge_normwise
 
 PREFIX = 3  # tokens a layer's cache has seen before the timed step
 GENERATED = 256  # tokens generate:* produces after its prompt
@@ -57,7 +57,7 @@ def decode_groups(config, device):
 
 
 def decode_case(key, Case, dtypes, timed_call):
-    """The Case (harness/cases.py) of one decode key; `timed_call`: cases._timed_call, the checked
+    """The Case (harness/run/cases.py) of one decode key; `timed_call`: cases._timed_call, the checked
     kernel call (with its fallback for an `ab` BASE older than Backend.kernel)."""
     dtype = dtypes[key.dtype]
     path, _, name = key.backend.partition(":")

@@ -1,7 +1,7 @@
 """A sweep's worker (isolation.Isolated): runs accuracy cases and perf groups on request and answers
-their rows, announcing each case before it starts; see harness/worker_process.py for the protocol.
+their rows, announcing each case before it starts; see harness/run/worker_process.py for the protocol.
 
-    python -X faulthandler -m scanlab.harness.unit_worker [--threads N]"""
+    python -X faulthandler -m scanlab.harness.run.unit_worker [--threads N]"""
 import argparse
 import json
 import os
@@ -25,7 +25,7 @@ def main(argv=None):
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        from ..impls.plugins import load_module, loaded_modules
+        from ...impls.plugins import load_module, loaded_modules
 
         from .isolation import InProcess
 

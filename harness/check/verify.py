@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..impls import conv_oracle, oracle
-from ..impls.dss import dss_error_scale, dss_oracle
+from ...impls import conv_oracle, oracle
+from ...impls.dss import dss_error_scale, dss_oracle
 
 # The convolution oracle's O(B H L^2) double-double sum costs ~12 ns a multiply-add here (0.4 s at the limit): beyond
 # this many, a check judges evenly spaced channels (each channel of a convolution is independent).
@@ -127,7 +127,7 @@ def gates_seen(backend, a, cu_seqlens):
     adapter, a zero gate at each sequence's first step (a log-space backend's log span grows by them)."""
     if cu_seqlens is None:
         return a
-    from ..impls.layouts import VARLEN, boundary_gates  # here: an `ab` BASE's impls/ may predate layouts
+    from ...impls.layouts import VARLEN, boundary_gates  # here: an `ab` BASE's impls/ may predate layouts
 
     return a if VARLEN in backend.native_layouts else boundary_gates(a, cu_seqlens)
 

@@ -11,10 +11,10 @@ import torch
 from hypothesis import note
 from hypothesis import strategies as st
 
-from ..impls import oracle
-from ..impls.tolerances import log_span
+from ...impls import oracle
+from ...impls.tolerances import log_span
 
-from .inputs import scan_inputs
+from ..measure.inputs import scan_inputs
 from .strategies import INTERPRETED_BACKENDS, JIT_BACKENDS, scan_input_specs, sequence_lengths
 from .verify import check_scan, judge_elementwise, judge_output, scan_references
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .case_key import DENSE
 from .compare import _number
-from .crashes import NOT_FINISHED
+from ..run.crashes import NOT_FINISHED
 
 IDENTITY = ("suite", "family", "backend", "dtype")
 

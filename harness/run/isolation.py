@@ -48,7 +48,7 @@ class Isolated:
     """Runs each unit in a long-lived worker (JIT caches kept), started again after a death."""
 
     def __init__(self, threads=None, case_timeout_s=CASE_TIMEOUT_S):
-        argv = [sys.executable, "-X", "faulthandler", "-m", "scanlab.harness.unit_worker"]
+        argv = [sys.executable, "-X", "faulthandler", "-m", "scanlab.harness.run.unit_worker"]
         argv += ["--threads", str(threads)] if threads else []
         # the worker imports what this process can: scanlab, plugins on the caller's path (and those
         # named by --backend-module, through plugins.MODULES_ENV, which it inherits)

@@ -4,7 +4,7 @@ A CUDA sweep meets backends that declare CPU only (native, JAX without a GPU jax
 sweep meets CUDA-only kernels (triton, the GPU peers); neither is an error. Each is left out
 with its reason, written as a `skipped` row, and listed under "Not run here" in the report.
 """
-from ..impls.backend import Backend
+from ...impls.backend import Backend
 
 from .cases import DTYPES
 

@@ -7,18 +7,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..impls import all_scan_backends
+from ...impls import all_scan_backends
 
-from .case_key import DENSE, CaseKey
+from ..results.case_key import DENSE, CaseKey
 from .crashes import (CRASHED, GROUP_LOST, QUARANTINED, RAISED, not_finished_rows, open_sweep_run,
                       quarantine_note, quarantined_from, raised_note)
 from .cases import build, floor_family
-from .inputs import packed_lengths, packed_offsets
+from ..measure.inputs import packed_lengths, packed_offsets
 from .isolation import CaseCrashed, InProcess
-from .memory import cpu_peaks, cuda_peak_above_start
+from ..measure.memory import cpu_peaks, cuda_peak_above_start
 from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
-from .timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_per_call
+from ..measure.timing import SPREAD_LIMIT, Rounds, interleaved, ratios_to_floor, seconds_per_call
 
 # each floor (floor.py) and the metric holding a case's per-round ratio to it
 FLOORS = {"floor": "floor_multiple", "floor_prealloc": "floor_multiple_prealloc"}

@@ -1,12 +1,12 @@
-"""Reads case keys (JSON lines) on stdin, prints {"peak_bytes": ...} per case; see harness/memory.py."""
+"""Reads case keys (JSON lines) on stdin, prints {"peak_bytes": ...} per case; see harness/measure/memory.py."""
 import gc
 import json
 import sys
 
 import torch
 
-from .case_key import CaseKey
-from .cases import build
+from ..results.case_key import CaseKey
+from ..run.cases import build
 from .memory import rss_peak_above_start
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from .ab import paired
-from .ab.paired import paired_verdict
+from ..ab import paired
+from ..ab.paired import paired_verdict
 from .case_key import DENSE, RECORD_KEY
 
 KEY = list(RECORD_KEY)

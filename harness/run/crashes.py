@@ -7,8 +7,8 @@ unfinished, they raise, abort and hang, and the sweep records it and goes on.
 - `quarantined`: a case of a quarantined backend, not run; the note names the case that crashed.
 
 Each is a failure of the sweep (exit 1); `--retry-crashed` runs those units again."""
-from .case_key import CaseKey
-from .records import open_run
+from ..results.case_key import CaseKey
+from ..results.records import open_run
 
 RAISED, CRASHED, QUARANTINED = "raised", "crashed", "quarantined"
 GROUP_LOST = "the group's worker died outside any backend's case"  # no backend to blame or quarantine

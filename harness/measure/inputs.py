@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ..impls.dss.kernel import COMPLEX_FOR
+from ...impls.dss.kernel import COMPLEX_FOR
 
 GATE_REGIMES = {
     "sigmoid": "sigmoid(randn): the gate of GateLoop/HGRN layers at init",
@@ -106,7 +106,7 @@ def dss_parameters(modes, channels, dtype=torch.float32, decay="fast", seed=0, d
 
 def conv_inputs(batch, length, channels, dtype=torch.float32, decay="fast", modes=16, seed=0, device="cpu"):
     """(u (B, L, H), K (L, H)): K is a DSS kernel, so it decays as real kernels do."""
-    from ..impls.dss import dss_kernel
+    from ...impls.dss import dss_kernel
 
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(batch, length, channels, generator=g, dtype=torch.float64)

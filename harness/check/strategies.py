@@ -1,10 +1,10 @@
-"""Hypothesis strategies, named for what they generate. Inputs themselves come from harness.inputs
+"""Hypothesis strategies, named for what they generate. Inputs themselves come from harness.measure.inputs
 (seeded), so a failing example is reproducible from its drawn shape, regime and seed."""
 import torch
 from hypothesis import event
 from hypothesis import strategies as st
 
-from .inputs import DECAYS, GATE_REGIMES, KV_REGIMES
+from ..measure.inputs import DECAYS, GATE_REGIMES, KV_REGIMES
 
 # Backends that compile per shape draw shapes from these small sets, so each compiles a few times.
 JIT_BACKENDS = frozenset({"jax_assoc", "jax_scan"})
@@ -67,7 +67,7 @@ def scan_shapes(draw, jit=False, max_len=4100):
 
 @st.composite
 def scan_input_specs(draw, jit=False, max_len=4100):
-    """Keyword arguments for harness.inputs.scan_inputs, dtype excluded."""
+    """Keyword arguments for harness.measure.inputs.scan_inputs, dtype excluded."""
     batch, length, channels = draw(scan_shapes(jit, max_len), label="shape")
     spec = dict(batch=batch, length=length, channels=channels,
                 gate_regime=draw(gate_regimes(), label="gates"), kv_regime=draw(kv_regimes(), label="kv"),
@@ -101,7 +101,7 @@ def chunk_edges(backend):
 
     edges = set()
     try:
-        module = importlib.import_module(f"..impls.scan.{backend.name}", __package__)
+        module = importlib.import_module(f"...impls.scan.{backend.name}", __package__)
     except ImportError:  # a plugin's, or a backend with no module of that name: no edges known
         return ()
     for name in ("CHUNK", "BLOCK_T", "TILE", "BACKWARD_STEPS"):

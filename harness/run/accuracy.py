@@ -2,17 +2,17 @@
 (case, quantity, metric), with pass/fail against the backend's declared tolerance and domain."""
 from tqdm import tqdm
 
-from ..impls import UnsupportedInputError, all_scan_backends, conv_backends
+from ...impls import UnsupportedInputError, all_scan_backends, conv_backends
 
-from .case_key import DENSE, CaseKey, layout_of
+from ..results.case_key import DENSE, CaseKey, layout_of
 from .crashes import (CRASHED, QUARANTINED, RAISED, open_sweep_run, not_finished_rows, quarantine_note,
                       quarantined_from, raised_note)
 from .isolation import CaseCrashed, InProcess
 from .cases import DTYPES
-from .inputs import DECAYS, conv_inputs, packed_lengths, packed_offsets, scan_inputs
+from ..measure.inputs import DECAYS, conv_inputs, packed_lengths, packed_offsets, scan_inputs
 from .shard import WHOLE
 from .support import runnable, skipped_row, skipped_rows
-from .verify import check_conv, check_scan, gates_seen, scan_references
+from ..check.verify import check_conv, check_scan, gates_seen, scan_references
 
 VERDICT_METRICS = {"max_abs_err": "", "rms_rel_err": "", "worst_ratio": "x", "passed": "1"}
 

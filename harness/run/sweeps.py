@@ -6,7 +6,7 @@ gpu: the quick accuracy sweep plus the scan table at B = 8, D = 1536, L up to 65
 perf: per family (scan, conv, dss, layer, varlen), every backend at each (L, dtype, mode), interleaved with the
 bandwidth floor; varlen times packed rows and dense ones of the same size; decode one generation step.
 Timing rounds: at least `rounds`, then more while any case's IQR is 10% of its median or more, up to
-`max_rounds` or `round_budget_s` seconds of rounds per group (harness/timing.py: Rounds).
+`max_rounds` or `round_budget_s` seconds of rounds per group (harness/measure/timing.py: Rounds).
 """
 import copy
 
@@ -17,11 +17,11 @@ MODES = ["forward", "forward+backward"]
 # preset's layout_lengths (the longest of the accuracy sweep's --lengths when given)
 LAYOUT_CASES = {"layouts": ["reverse", "varlen", "varlen+reverse"]}
 
-# the varlen perf family: one row of packed_lengths(L) sequences (harness/inputs.py), each backend timed
+# the varlen perf family: one row of packed_lengths(L) sequences (harness/measure/inputs.py), each backend timed
 # packed and dense on the same (1, L, D), in groups of their own against the floor of the same bytes
 VARLEN_CASES = {"batch": 1, "channels": 256, "layouts": ["dense", "varlen"]}
 
-# the decode family (harness/decode.py): one generation step per (dtype, B, D), every path of every backend;
+# the decode family (harness/run/decode.py): one generation step per (dtype, B, D), every path of every backend;
 # `lengths` are the prompts generation end to end starts from; --batch and --channels pick one B and D
 DECODE_PATHS = ["scan", "gate_loop_operator", "gate_loop", "gss", "lm"]
 DECODE = {"modes": ["forward"], "batch": None, "channels": None, "paths": DECODE_PATHS}

@@ -4,15 +4,15 @@ from typing import Callable, Optional
 
 import torch
 
-from ..impls import (GSS, SimpleGateLoopLayer, UnsupportedInputError, all_conv_backends, dss_forward, get_conv_backend,
+from ...impls import (GSS, SimpleGateLoopLayer, UnsupportedInputError, all_conv_backends, dss_forward, get_conv_backend,
                      get_scan_backend)
-from ..impls.dss import path_tolerance
-from ..impls.tolerances import lookup
+from ...impls.dss import path_tolerance
+from ...impls.tolerances import lookup
 
-from .case_key import CaseKey, layout_of
-from .floor import copy_pass, floor_pass
-from .inputs import conv_inputs, dss_parameters, packed_lengths, packed_offsets, scan_inputs
-from .verify import (check_conv, check_dss_gradients, check_scan, dss_reference, gates_seen, judge_normwise,
+from ..results.case_key import CaseKey, layout_of
+from ..measure.floor import copy_pass, floor_pass
+from ..measure.inputs import conv_inputs, dss_parameters, packed_lengths, packed_offsets, scan_inputs
+from ..check.verify import (check_conv, check_dss_gradients, check_scan, dss_reference, gates_seen, judge_normwise,
                      judge_output, layout_arguments, scan_references)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,

@@ -2,7 +2,7 @@
 
 CUDA: the caching allocator's peak, reset before the case; the row reports the peak above what
 was allocated before the call (inputs excluded).
-CPU: a worker subprocess (harness/memory_worker.py) started with MALLOC_MMAP_THRESHOLD_=65536,
+CPU: a worker subprocess (harness/measure/memory_worker.py) started with MALLOC_MMAP_THRESHOLD_=65536,
 so glibc serves every block of 64 KiB or more with mmap and returns it on free; the kernel's
 high-water mark (VmHWM) is reset through /proc/self/clear_refs before each call, and the row
 reports VmHWM minus the resident size before the call. Memory a case frees is therefore really
@@ -55,7 +55,7 @@ def cpu_peaks(keys, timeout_s=600):
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(CPU_RESOLUTION_BYTES), "PYTHONPATH": path,
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the worker measures at the sweep's thread count
     request = "".join(json.dumps(key.as_row()) + "\n" for key in keys)
-    done = subprocess.run([sys.executable, "-m", "scanlab.harness.memory_worker"], input=request, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "scanlab.harness.measure.memory_worker"], input=request, capture_output=True,
                           text=True, env=env, timeout=timeout_s)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if len(results) != len(keys):

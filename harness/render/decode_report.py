@@ -1,4 +1,4 @@
-"""The decode family's section of a perf report (harness/decode.py): time per step against B * D per
+"""The decode family's section of a perf report (harness/run/decode.py): time per step against B * D per
 path and backend, with the floor, each path's per-call overhead from a fit over the sizes, and
 generation end to end in tokens per second."""
 import numpy as np

@@ -1,0 +1,1 @@
+"""Rendering: the markdown tables and plots of reports/."""

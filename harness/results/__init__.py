@@ -1,0 +1,1 @@
+"""Results: the case key, records (written safely, resumable), verdicts from them, comparison, imported benchmarks."""
