@@ -58,23 +58,27 @@ def _step(a, kv, h, b, t, d0, width, state):
 
 
 @njit(inline="always")
-def _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_other, carry, gate, opening):
-    """G = gate * carry + dL/dh_t, one fma (gate and carry: the conj(a) and G of the step visited
-    before), or carry + dL/dh_t at the step the adjoint opens with (carry: dL/dh_last; no product by
-    a gate of 1, which a complex inf would turn into NaN); dL/dkv_t = G, dL/da_t = G conj(h_other)
-    (the state a_t multiplied); then carry = G, gate = conj(a_t)."""
-    g_t, a_t = grad_h[b, t, d0:d0 + width], a[b, t, d0:d0 + width]
+def _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_other, a_other, carry, opening):
+    """G = conj(a_other) * carry + dL/dh_t, one fma (a_other, carry: the gate and G of the step the
+    adjoint visited before, which the scan visits after t), or carry + dL/dh_t at the step the adjoint
+    opens with (carry: dL/dh_last; no product with a gate of 1, which a complex inf would turn into
+    NaN); dL/dkv_t = G, dL/da_t = G conj(h_other) (the state a_t multiplied); then carry = G. One loop
+    a step, as the kernel had before the fma: a second loop and a gate buffer made its backward 1.35x
+    slower in CI's `ab`."""
+    g_t = grad_h[b, t, d0:d0 + width]
     ga_t, gkv_t = grad_a[b, t, d0:d0 + width], grad_kv[b, t, d0:d0 + width]
     if opening:
         for d in range(width):
-            carry[d] = g_t[d] + carry[d]
+            G = g_t[d] + carry[d]
+            gkv_t[d] = G
+            ga_t[d] = G * np.conj(h_other[d])
+            carry[d] = G
     else:
         for d in range(width):
-            carry[d] = mul_add(gate[d], carry[d], g_t[d])
-    for d in range(width):
-        gkv_t[d] = carry[d]
-        ga_t[d] = carry[d] * np.conj(h_other[d])
-        gate[d] = np.conj(a_t[d])
+            G = mul_add(np.conj(a_other[d]), carry[d], g_t[d])
+            gkv_t[d] = G
+            ga_t[d] = G * np.conj(h_other[d])
+            carry[d] = G
 
 
 @njit(inline="always")
@@ -141,23 +145,29 @@ def backward(grad_h, grad_last, a, h, h0, offsets, reverse, grad_a, grad_kv, gra
     for job in prange(batch * ((channels + block - 1) // block)):
         b, d0, width = _job_span(job, block, channels)
         touched = np.zeros(1, a.dtype)[0]  # not a[0, 0, 0]: L may be 0
-        carry, gate = np.empty(width, a.dtype), np.empty(width, a.dtype)
+        carry = np.empty(width, a.dtype)
         for i in range(offsets.shape[0] - 1):
             first, end = offsets[i], offsets[i + 1]
             carry[:] = grad_last[b + i, d0:d0 + width]
             for t in range(first, end if reverse else first):
                 h_next = h[b, t + 1, d0:d0 + width] if t < end - 1 else h0[b + i, d0:d0 + width]
-                _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, carry, gate, t == first)
+                a_before = a[b, max(t - 1, first), d0:d0 + width]  # read only after the opening step
+                _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_next, a_before, carry, t == first)
             stop = end
             while not reverse and stop > first:
                 start = max(first, stop - steps)
                 touched += _touch_ascending((grad_h, a, h), (grad_a, grad_kv), b, start, stop, d0, width, line)
                 for t in range(stop - 1, start - 1, -1):
                     h_prev = h[b, t - 1, d0:d0 + width] if t > first else h0[b + i, d0:d0 + width]
-                    _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, carry, gate, t == end - 1)
+                    a_after = a[b, min(t + 1, end - 1), d0:d0 + width]  # read only after the opening step
+                    _adjoint_step(grad_h, a, grad_a, grad_kv, b, t, d0, width, h_prev, a_after, carry, t == end - 1)
                 stop = start
             # conj(a) G at the scan's first step, where h0 entered; an empty sequence hands dL/dh_last on
             into = grad_h0[b + i, d0:d0 + width]
-            for d in range(width):
-                into[d] = gate[d] * carry[d] if end > first else carry[d]
+            if end > first:
+                entered = a[b, end - 1 if reverse else first, d0:d0 + width]
+                for d in range(width):
+                    into[d] = np.conj(entered[d]) * carry[d]
+            else:
+                into[:] = carry
         sink[job] = touched
