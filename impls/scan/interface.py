@@ -24,6 +24,11 @@ Returns:
 """
 
 
+def needs_grad(*tensors):
+    """Whether autograd records this call: grad mode is on and some input (None skipped) requires it."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def fold_initial_state(a, kv, h0, reverse=False):
     """h_0 = a_0 * h0 + kv_0 (reverse: h_{L-1} = a_{L-1} * h0 + kv_{L-1}), so a core that starts
     from zero sees h0 through the first input it reads."""

@@ -17,7 +17,7 @@ import torch
 
 from ..backend import ALL_DTYPES, ScanBackend
 from ..layouts import REVERSE, VARLEN
-from .interface import SCAN_DOC
+from .interface import SCAN_DOC, needs_grad
 
 CACHE_LINE = 64
 BACKWARD_STEPS = 16  # time steps per block of a pass that walks backwards (native_kernels.backward)
@@ -128,7 +128,7 @@ def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):  # both layouts nat
     if a.shape[1] == 1 and h0 is not None and cu_seqlens is None and _step_rounds_as_the_kernel(a.dtype):
         return decode_step(a, kv, h0)
     offsets = _offsets(a, cu_seqlens)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
+    if needs_grad(a, kv, h0):
         return _NativeScan.apply(a, kv, h0, offsets, reverse)
     return _forward(a, kv, h0, offsets, reverse)[:2]
 

@@ -31,7 +31,7 @@ import torch
 from ..backend import HALF_DTYPES, REAL_DTYPES, ScanBackend
 from .. import layouts
 from ..layouts import REVERSE, VARLEN
-from .interface import SCAN_DOC
+from .interface import SCAN_DOC, needs_grad
 
 BLOCK_T = 64  # steps per tile on a GPU
 INTERPRETER_BLOCK_T = 16  # the interpreter's cost is per tile row: small tiles still cross tile edges at small L
@@ -218,7 +218,7 @@ def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_
     p = plan(a.shape[0], a.shape[1], a.shape[2], a.device, chunk_len, block_t)
     # a copy in int64: a caller changing its offsets in place before the backward must not change the gradient
     cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64, copy=True)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
+    if needs_grad(a, kv, h0):
         return _TritonScan.apply(a, kv, h0, p, reverse, cu)
     h0 = None if h0 is None else _dense(h0)
     h = states(_dense(a), _dense(kv), h0, p, reverse, cu)
@@ -227,7 +227,7 @@ def triton_scan(a, kv, h0=None, chunk_len=None, block_t=None, reverse=False, cu_
 
 def scan(a, kv, h0=None, *, reverse=False, cu_seqlens=None):
     if cu_seqlens is not None and not packs_in_kernels(cu_seqlens, a.shape[1], a.shape[2], a.device):
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, kv, h0)):
+        if needs_grad(a, kv, h0):
             return _PackedThroughDense.apply(a, kv, h0, reverse, cu_seqlens)
         return _through_dense(reverse, cu_seqlens)(a, kv, h0)
     return triton_scan(a, kv, h0, reverse=reverse, cu_seqlens=cu_seqlens)
